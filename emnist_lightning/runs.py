@@ -1,0 +1,142 @@
+"""What every run shares: config location, building its parts, metrics.json, and failing clearly."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from emnist_lightning.errors import find_user_error
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+
+
+def config_dir() -> str:
+    """conf/ inside an installed wheel, else the repository's top-level conf/."""
+    packaged = Path(__file__).parent / "conf"
+    return str(packaged if packaged.is_dir() else Path(__file__).parents[1] / "conf")
+
+
+def quiet_expected_warnings() -> None:
+    # Batches come from resident tensors, so worker processes would only add overhead.
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*`srun` command is available.*")
+
+
+def output_dir() -> Path:
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def build_callbacks(cfg: DictConfig | None) -> list[L.Callback]:
+    """Instantiate every non-null entry of a `callbacks` group (null switches one off)."""
+    return [instantiate(node) for node in (cfg or {}).values() if node is not None]
+
+
+def build_loggers(cfg: DictConfig | None) -> list[Logger]:
+    return [instantiate(node) for node in (cfg or {}).values() if node is not None]
+
+
+def build_trainer(cfg: DictConfig, callbacks: list[L.Callback]) -> L.Trainer:
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg.get("logger")))
+
+
+def choices() -> dict[str, str]:
+    """The option picked in each config group, e.g. {'model': 'mlp', 'optimizer': 'adam'}."""
+    picked = HydraConfig.get().runtime.choices
+    return {
+        group: str(option) for group, option in picked.items() if option is not None and not group.startswith("hydra")
+    }
+
+
+def overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task)
+
+
+def hparams_for_logger(cfg: DictConfig) -> dict[str, Any]:
+    """Flat scalars for TensorBoard's HParams dashboard: group choices plus the tunable values."""
+    params: dict[str, Any] = {f"choice/{group}": option for group, option in choices().items()}
+    for section in ("model", "optimizer", "scheduler", "regularization", "data"):
+        node = cfg.get(section)
+        if node is None:
+            continue
+        flat = json_normalize(OmegaConf.to_container(node, resolve=True), prefix=section)
+        params.update({k: v for k, v in flat.items() if not k.endswith("_target_") and not k.endswith("_partial_")})
+    params["seed"] = cfg.get("seed")
+    params["trainer.max_epochs"] = cfg.trainer.get("max_epochs")
+    return params
+
+
+def json_normalize(node: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(node, dict):
+        flat: dict[str, Any] = {}
+        for key, value in node.items():
+            flat.update(json_normalize(value, f"{prefix}.{key}"))
+        return flat
+    if isinstance(node, (list, tuple)):
+        return {prefix: str(list(node))}
+    return {prefix: node}
+
+
+def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:
+    """Write hyperparameters with their final metrics, for TensorBoard's HParams dashboard."""
+    hp_metrics = {f"hparams/{k}": v for k, v in metrics.items() if isinstance(v, float)}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(hparams_for_logger(cfg), metrics=hp_metrics)
+        else:
+            logger.log_hyperparams(hparams_for_logger(cfg))
+
+
+def write_metrics(directory: Path, record: dict[str, Any]) -> Path:
+    """Write metrics.json atomically, so a report never reads half a file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / METRICS_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def run_record(status: str, **fields: Any) -> dict[str, Any]:
+    return {"status": status, "choices": choices(), "overrides": overrides(), **fields}
+
+
+def is_multirun() -> bool:
+    return HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run_task(task: Callable[[DictConfig], float | None], cfg: DictConfig) -> float | None:
+    """Run one job. A user error ends a single run with one line and exit status 1; in a
+    multirun any failure is recorded in the job's metrics.json and the sweep goes on."""
+    quiet_expected_warnings()
+    try:
+        return task(cfg)
+    except Exception as err:
+        user_error = find_user_error(err) or (err if isinstance(err, FloatingPointError) else None)
+        message = str(user_error) if user_error is not None else f"{type(err).__name__}: {err}"
+        write_metrics(output_dir(), run_record("failed", error=message, traceback=traceback.format_exc()))
+        if is_multirun():
+            log.error("job failed: %s", message)
+            return None
+        if user_error is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(1) from None
