@@ -1,0 +1,66 @@
+"""Shared fixtures: a small synthetic EMNIST Balanced in the official file format."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emnist_lightning.data import MAPPING_FILE, NUM_CLASSES, SPLIT_FILES
+from emnist_lightning.idx import write_idx
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def synthetic_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Upright 28x28 images: one fixed random blob pattern per class plus noise, so they are learnable."""
+    templates = np.random.default_rng(1234).random((NUM_CLASSES, 28, 28)) > 0.8
+    images = templates[labels] * 200 + rng.integers(0, 55, (len(labels), 28, 28))
+    return images.astype(np.uint8)
+
+
+def write_synthetic_emnist(
+    folder: Path, train_per_class: int = 24, test_per_class: int = 6, gz: bool = True, seed: int = 0
+) -> Path:
+    """Write the four official files (images stored transposed, like EMNIST) and the mapping."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
+        labels = rng.permutation(np.repeat(np.arange(NUM_CLASSES), per_class)).astype(np.uint8)
+        upright = synthetic_images(labels, rng)
+        images_name, labels_name = SPLIT_FILES[split]
+        suffix = ".gz" if gz else ""
+        write_idx(folder / f"{images_name}{suffix}", upright.transpose(0, 2, 1))
+        write_idx(folder / f"{labels_name}{suffix}", labels)
+    codes = [ord(c) for c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghnqrt"]
+    (folder / MAPPING_FILE).write_text("".join(f"{i} {code}\r\n" for i, code in enumerate(codes)))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_emnist(tmp_path_factory.mktemp("emnist"))
+
+
+@pytest.fixture
+def fresh_synthetic_dir(tmp_path: Path) -> Path:
+    """A private copy that a test may corrupt."""
+    return write_synthetic_emnist(tmp_path / "emnist")
+
+
+def run_entry_point(script: str, *overrides: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
+    """Run train.py / eval.py as a user would, without the progress bar's noise."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    env.pop("EMNIST_DATA_DIR", None)
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / script), *overrides],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )

@@ -1,0 +1,122 @@
+"""The data module: splits, orientation, normalisation, batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emnist_lightning import data, idx
+from emnist_lightning.data import EMNISTDataModule
+from emnist_lightning.errors import ConfigError, DataError
+
+
+@pytest.fixture
+def datamodule(synthetic_dir: Path) -> EMNISTDataModule:
+    module = EMNISTDataModule(synthetic_dir, download=False, val_fraction=0.25, batch_size=32, seed=3)
+    module.prepare_data()
+    module.setup()
+    return module
+
+
+def test_split_sizes(datamodule: EMNISTDataModule) -> None:
+    assert len(datamodule.val_set) == 47 * 6  # 25% of 24 per class
+    assert len(datamodule.train_set) == 47 * 18
+    assert len(datamodule.test_set) == 47 * 6
+
+
+def test_validation_is_stratified() -> None:
+    labels = torch.arange(10).repeat_interleave(torch.arange(10, 110, 10))  # 10..100 per class
+    train, val = data.stratified_split(labels, 0.1, seed=0)
+    per_class = torch.bincount(labels[val], minlength=10)
+    assert per_class.tolist() == list(range(1, 11))
+    assert len(train) + len(val) == len(labels)
+
+
+def test_train_and_val_are_disjoint_and_seeded() -> None:
+    labels = torch.randint(0, 47, (2000,), generator=torch.Generator().manual_seed(0))
+    train, val = data.stratified_split(labels, 0.2, seed=7)
+    assert set(train.tolist()).isdisjoint(val.tolist())
+    assert set(train.tolist()) | set(val.tolist()) == set(range(2000))
+    assert torch.equal(val, data.stratified_split(labels, 0.2, seed=7)[1])
+    assert not torch.equal(val, data.stratified_split(labels, 0.2, seed=8)[1])
+
+
+def test_images_are_turned_upright(tmp_path: Path, synthetic_dir: Path) -> None:
+    for file in synthetic_dir.iterdir():
+        (tmp_path / file.name).write_bytes(file.read_bytes())
+    upright = np.zeros((47, 28, 28), np.uint8)
+    upright[:, :3, :] = 255  # a bar across the top of the upright image
+    idx.write_idx(tmp_path / "emnist-balanced-test-images-idx3-ubyte.gz", upright.transpose(0, 2, 1))
+    idx.write_idx(tmp_path / "emnist-balanced-test-labels-idx1-ubyte.gz", np.arange(47, dtype=np.uint8))
+    loaded = data.load_split(tmp_path, "test").images
+    assert loaded.shape == (47, 1, 28, 28)
+    assert (loaded[:, 0, :3, :] == 255).all() and (loaded[:, 0, 3:, :] == 0).all()
+
+
+def test_normalisation_uses_training_stats(datamodule: EMNISTDataModule) -> None:
+    pixels = datamodule.train_set.images.float() / 255
+    assert datamodule.mean == pytest.approx(pixels.mean().item())
+    assert datamodule.std == pytest.approx(pixels.std().item())
+    normalised = datamodule.normalize(datamodule.train_set.images)
+    assert normalised.mean().item() == pytest.approx(0.0, abs=1e-4)
+    assert normalised.std().item() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_batches_are_served_by_index(datamodule: EMNISTDataModule) -> None:
+    loader = datamodule.train_dataloader()
+    batches = list(loader)
+    assert sum(len(labels) for _, labels in batches) == len(datamodule.train_set)
+    images, labels = batches[0]
+    assert images.shape == (32, 1, 28, 28) and images.dtype == torch.uint8
+    assert labels.dtype == torch.int64
+    seen = torch.cat([labels for _, labels in batches])
+    assert torch.equal(seen.sort().values, datamodule.train_set.labels.sort().values)
+
+
+def test_shuffle_is_seeded(datamodule: EMNISTDataModule) -> None:
+    first = next(iter(datamodule.train_dataloader()))[1]
+    again = next(iter(datamodule.train_dataloader()))[1]
+    assert torch.equal(first, again)
+    assert not torch.equal(first, datamodule.train_set.labels[:32])
+
+
+def test_after_transfer_normalises(datamodule: EMNISTDataModule) -> None:
+    images, labels = next(iter(datamodule.val_dataloader()))
+    normalised, same_labels = datamodule.on_after_batch_transfer((images, labels), 0)
+    assert normalised.dtype == torch.float32
+    assert torch.allclose(normalised, (images.float() / 255 - datamodule.mean) / datamodule.std)
+    assert torch.equal(same_labels, labels)
+
+
+def test_state_dict_carries_normalisation(datamodule: EMNISTDataModule, synthetic_dir: Path) -> None:
+    other = EMNISTDataModule(synthetic_dir, download=False)
+    other.load_state_dict(datamodule.state_dict())
+    assert (other.mean, other.std) == (datamodule.mean, datamodule.std)
+
+
+def test_classes_from_mapping_file(datamodule: EMNISTDataModule) -> None:
+    assert datamodule.classes == data.BALANCED_CLASSES
+    assert datamodule.classes[:3] == ("0", "1", "2") and datamodule.classes[-1] == "t"
+
+
+def test_bad_mapping_file(fresh_synthetic_dir: Path) -> None:
+    (fresh_synthetic_dir / data.MAPPING_FILE).write_text("0 48\n1 49\n")
+    with pytest.raises(DataError, match="maps 2 labels"):
+        data.read_classes(fresh_synthetic_dir)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"val_fraction": 0.0}, "val_fraction"),
+        ({"val_fraction": 1.5}, "val_fraction"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"device_resident": "yes"}, "device_resident"),
+    ],
+)
+def test_bad_config_values(kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        EMNISTDataModule("unused", **kwargs)

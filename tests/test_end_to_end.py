@@ -1,0 +1,129 @@
+"""train.py and eval.py run as a user runs them, on the synthetic dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import run_entry_point
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "mlp": ["model=mlp", "model.hidden_dims=[64,32,32]"],
+    "cnn": ["model=cnn", "model.channels=[8,16]", "model.head_dims=[32]", "optimizer.lr=0.003"],
+}
+
+
+def train(run_dir: Path, data_dir: Path, *overrides: str):
+    return run_entry_point(
+        "train.py",
+        f"data.data_dir={data_dir}",
+        f"hydra.run.dir={run_dir}",
+        "trainer.max_epochs=3",
+        "data.batch_size=64",
+        "callbacks.progress_bar=null",
+        *overrides,
+    )
+
+
+def read_scalars(run_dir: Path) -> dict[str, list[float]]:
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+@pytest.fixture(scope="module", params=["mlp", "cnn"])
+def trained(request: pytest.FixtureRequest, synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    run_dir = tmp_path_factory.mktemp(request.param) / "run"
+    result = train(run_dir, synthetic_dir, *TINY[request.param])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return request.param, run_dir
+
+
+def test_run_writes_checkpoints_metrics_and_pictures(trained) -> None:
+    family, run_dir = trained
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    for picture in ("confusion_matrix.png", "test_predictions.png"):
+        assert (run_dir / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed"
+    assert metrics["choices"]["model"] == family
+    assert metrics["epochs"] == 3 and len(metrics["history"]["val/acc"]) == 3
+    for key in ("val_acc", "val_macro_acc", "val_loss", "test_acc", "test_macro_acc", "test_loss"):
+        assert 0.0 <= metrics[key] < 10.0, key
+    assert metrics["test_acc"] > 10 / 47, "ten times chance: the model learned"
+    assert metrics["params"] > 1000
+
+
+def test_run_logs_to_tensorboard(trained) -> None:
+    _, run_dir = trained
+    scalars = read_scalars(run_dir)
+    for tag in ("train/loss_step", "val/acc", "val/loss", "test/acc", "test/macro_acc", "lr-Adam", "hparams/test_acc"):
+        assert tag in scalars, tag
+    assert len(scalars["val/acc"]) >= 3
+
+
+def test_eval_reproduces_test_metrics(trained, synthetic_dir: Path, tmp_path: Path) -> None:
+    _, run_dir = trained
+    result = run_entry_point(
+        "eval.py",
+        f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
+        f"data.data_dir={synthetic_dir}",
+        f"hydra.run.dir={tmp_path}",
+        "callbacks.progress_bar=null",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluated = json.loads((tmp_path / "metrics.json").read_text())
+    trained_metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert evaluated["test_acc"] == pytest.approx(trained_metrics["test_acc"])
+    assert evaluated["test_loss"] == pytest.approx(trained_metrics["test_loss"], rel=1e-5)
+    assert (tmp_path / "confusion_matrix.png").is_file()
+
+
+def test_same_seed_same_metrics(synthetic_dir: Path, tmp_path: Path) -> None:
+    results = []
+    for name in ("first", "second"):
+        result = train(tmp_path / name, synthetic_dir, *TINY["mlp"], "trainer.max_epochs=2", "logger=csv")
+        assert result.returncode == 0, result.stderr[-3000:]
+        results.append(json.loads((tmp_path / name / "metrics.json").read_text()))
+    for key in ("val_acc", "val_loss", "test_acc", "test_loss"):
+        assert results[0][key] == results[1][key], key
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: "), result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in last
+
+
+def test_missing_data_is_one_clear_line(tmp_path: Path) -> None:
+    result = train(tmp_path / "run", tmp_path / "empty", "data.download=false")
+    assert_one_line_error(result, "EMNIST Balanced files not found", "data.data_dir")
+
+
+def test_corrupt_data_is_one_clear_line(fresh_synthetic_dir: Path, tmp_path: Path) -> None:
+    images = fresh_synthetic_dir / "emnist-balanced-train-images-idx3-ubyte.gz"
+    images.write_bytes(images.read_bytes()[:200])
+    result = train(tmp_path / "run", fresh_synthetic_dir)
+    assert_one_line_error(result, "emnist-balanced-train-images-idx3-ubyte.gz", "download it again")
+
+
+def test_bad_config_value_is_one_clear_line(synthetic_dir: Path, tmp_path: Path) -> None:
+    result = train(tmp_path / "run", synthetic_dir, "model.hidden_dims=[32,32]")
+    assert_one_line_error(result, "at least 3")
+
+
+def test_bad_checkpoint_is_one_clear_line(synthetic_dir: Path, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "broken.ckpt"
+    checkpoint.write_text("garbage")
+    result = run_entry_point("eval.py", f"ckpt_path={checkpoint}", f"data.data_dir={synthetic_dir}", f"hydra.run.dir={tmp_path / 'e'}")
+    assert_one_line_error(result, "broken.ckpt", "cannot be read")
+    assert checkpoint.read_text() == "garbage"
