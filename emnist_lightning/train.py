@@ -45,9 +45,9 @@ def train(cfg: DictConfig) -> float:
     history = MetricHistory()
     trainer = runs.build_trainer(cfg, [*runs.build_callbacks(cfg.get("callbacks")), history])
 
-    started = time.perf_counter()
+    started_at = time.time()
     trainer.fit(model, datamodule=datamodule)
-    fit_seconds = time.perf_counter() - started
+    fit_seconds = time.time() - started_at
 
     checkpoint = trainer.checkpoint_callback
     best = (
@@ -69,6 +69,8 @@ def train(cfg: DictConfig) -> float:
             params=model.num_parameters,
             best_checkpoint=best,
             history=history.history,
+            started_at=started_at,
+            finished_at=time.time(),
         ),
     )
     log.info(

@@ -124,6 +124,8 @@ def test_bad_config_value_is_one_clear_line(synthetic_dir: Path, tmp_path: Path)
 def test_bad_checkpoint_is_one_clear_line(synthetic_dir: Path, tmp_path: Path) -> None:
     checkpoint = tmp_path / "broken.ckpt"
     checkpoint.write_text("garbage")
-    result = run_entry_point("eval.py", f"ckpt_path={checkpoint}", f"data.data_dir={synthetic_dir}", f"hydra.run.dir={tmp_path / 'e'}")
+    result = run_entry_point(
+        "eval.py", f"ckpt_path={checkpoint}", f"data.data_dir={synthetic_dir}", f"hydra.run.dir={tmp_path / 'e'}"
+    )
     assert_one_line_error(result, "broken.ckpt", "cannot be read")
     assert checkpoint.read_text() == "garbage"

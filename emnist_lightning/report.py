@@ -1,0 +1,170 @@
+"""`python -m emnist_lightning.report <sweep dir>`: compare the jobs of a sweep.
+
+Reads every job's metrics.json and .hydra/overrides.yaml under the sweep dir (jobs still running
+are counted, not shown) and writes results.csv, results.md and PNG plots next to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from emnist_lightning import plots
+from emnist_lightning.runs import METRICS_FILE
+
+SWEEP_DIR_HINT = "pass a sweep dir such as outputs/train/multiruns/<time>"
+METRIC_COLUMNS = [
+    "val_acc",
+    "val_macro_acc",
+    "val_loss",
+    "test_acc",
+    "test_macro_acc",
+    "test_loss",
+    "epochs",
+    "fit_seconds",
+    "params",
+]
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """Every folder below `sweep_dir` that Hydra started a job in."""
+    return sorted((p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml")), key=job_sort_key)
+
+
+def job_sort_key(path: Path) -> tuple[int, str]:
+    return (int(path.name), "") if path.name.isdigit() else (sys.maxsize, str(path))
+
+
+def read_overrides(job_dir: Path) -> dict[str, str]:
+    """{'optimizer': 'adam', 'model.dropout': '0.2', ...} from the job's command-line overrides."""
+    entries = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    pairs = (entry.lstrip("+~").split("=", 1) for entry in entries)
+    return {key: value for key, value in (p for p in pairs if len(p) == 2)}
+
+
+def read_job(job_dir: Path) -> dict[str, Any] | None:
+    """One row for a finished job, or None while it is still running."""
+    path = job_dir / METRICS_FILE
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    row: dict[str, Any] = {"job": job_dir.name, **read_overrides(job_dir), "status": record.get("status")}
+    row.update({column: record.get(column) for column in METRIC_COLUMNS})
+    row["error"] = record.get("error", "")
+    row["history"] = record.get("history", {}).get("val/acc", [])
+    return row
+
+
+def varied_parameters(frame: pd.DataFrame) -> list[str]:
+    """Override keys whose values differ between jobs: what the sweep compares."""
+    reserved = {"job", "status", "error", "history", *METRIC_COLUMNS}
+    candidates = [c for c in frame.columns if c not in reserved]
+    varied = [c for c in candidates if frame[c].astype(str).nunique() > 1]
+    return varied or candidates
+
+
+def collect(sweep_dir: Path) -> tuple[pd.DataFrame, list[str], int]:
+    """The results table (best val accuracy first, failed jobs last), varied keys, running count."""
+    rows, running = [], 0
+    for job_dir in job_dirs(sweep_dir):
+        row = read_job(job_dir)
+        if row is None:
+            running += 1
+        else:
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame, [], running
+    frame["failed"] = frame["status"] != "completed"
+    frame = frame.sort_values(["failed", "val_acc"], ascending=[True, False], na_position="last")
+    frame = frame.drop(columns="failed").reset_index(drop=True)
+    return frame, varied_parameters(frame), running
+
+
+def configuration_label(row: pd.Series, varied: list[str]) -> str:
+    if len(varied) == 1:
+        return str(row[varied[0]])
+    return ", ".join(f"{key.split('.')[-1]}={row[key]}" for key in varied)
+
+
+def table_columns(varied: list[str]) -> list[str]:
+    return ["job", *varied, "status", *METRIC_COLUMNS, "error"]
+
+
+def format_cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if pd.isna(value) else f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+    return "" if value is None else str(value)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
+    rows = ["| " + " | ".join(format_cell(v).replace("|", "/") for v in row) + " |" for row in frame.itertuples(False)]
+    return "\n".join([header, rule, *rows]) + "\n"
+
+
+def print_table(frame: pd.DataFrame, title: str) -> None:
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(column, overflow="fold")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(format_cell(v) for v in row))
+    Console(width=200).print(table)
+
+
+def write_plots(frame: pd.DataFrame, varied: list[str], sweep_dir: Path) -> list[Path]:
+    done = frame[frame["status"] == "completed"].copy()
+    if done.empty:
+        return []
+    done["configuration"] = done.apply(configuration_label, axis=1, varied=varied)
+    figures = {
+        "test_accuracy.png": plots.accuracy_bars_figure(done, varied),
+        "val_curves.png": plots.validation_curves_figure(done),
+    }
+    if len(varied) == 2:
+        figures["accuracy_heatmap.png"] = plots.accuracy_heatmap_figure(done, *varied)
+    paths = []
+    for name, fig in figures.items():
+        fig.savefig(sweep_dir / name, dpi=110)
+        plots.plt.close(fig)
+        paths.append(sweep_dir / name)
+    return paths
+
+
+def report(sweep_dir: Path, quiet: bool = False) -> pd.DataFrame:
+    """Write results.csv, results.md and plots into `sweep_dir`; return the table."""
+    frame, varied, running = collect(sweep_dir)
+    if frame.empty:
+        raise SystemExit(f"error: no finished jobs under '{sweep_dir}' ({running} running); {SWEEP_DIR_HINT}")
+    table = frame[table_columns(varied)]
+    table.to_csv(sweep_dir / "results.csv", index=False)
+    title = f"{sweep_dir}: {len(frame)} finished jobs" + (f", {running} still running" if running else "")
+    (sweep_dir / "results.md").write_text(f"# {title}\n\nSorted by validation accuracy.\n\n{markdown_table(table)}")
+    pictures = write_plots(frame, varied, sweep_dir)
+    if not quiet:
+        print_table(table.drop(columns="error") if not table["error"].astype(bool).any() else table, title)
+        print(f"wrote {sweep_dir / 'results.csv'}, results.md, " + ", ".join(p.name for p in pictures))
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", type=Path, help="a multirun dir, e.g. outputs/train/multiruns/<time>")
+    parser.add_argument("--quiet", action="store_true", help="write the files without printing the table")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        raise SystemExit(f"error: '{args.sweep_dir}' is not a folder; {SWEEP_DIR_HINT}")
+    report(args.sweep_dir, quiet=args.quiet)
+
+
+if __name__ == "__main__":
+    main()

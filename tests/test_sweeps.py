@@ -1,0 +1,72 @@
+"""Multirun sweeps on the synthetic dataset, and the report that compares them."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from emnist_lightning import report
+from tests.conftest import run_entry_point
+
+pytestmark = pytest.mark.slow
+
+QUICK = ["model=mlp", "model.hidden_dims=[32,32,32]", "trainer.max_epochs=2", "callbacks.progress_bar=null"]
+
+
+def sweep(sweep_dir: Path, data_dir: Path, *overrides: str):
+    result = run_entry_point(
+        "train.py", "-m", f"data.data_dir={data_dir}", f"hydra.sweep.dir={sweep_dir}", *QUICK, *overrides
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_four_job_sweep_reports_four_rows(synthetic_dir: Path, tmp_path: Path) -> None:
+    sweep(tmp_path, synthetic_dir, "optimizer=sgd,adam", "regularization=none,l2", "logger=many")
+    table = report.report(tmp_path, quiet=True)
+    assert len(table) == 4
+    assert {"optimizer", "regularization"} <= set(table.columns)
+    assert (table["status"] == "completed").all()
+    assert table["val_acc"].is_monotonic_decreasing
+    csv = pd.read_csv(tmp_path / "results.csv")
+    assert len(csv) == 4
+    assert (tmp_path / "results.md").read_text().count("\n| ") >= 5  # header + 4 rows
+    for picture in ("test_accuracy.png", "val_curves.png", "accuracy_heatmap.png"):
+        assert (tmp_path / picture).read_bytes()[:4] == b"\x89PNG"
+    assert list(tmp_path.glob("*/tensorboard/events.out.tfevents.*")), "every job logs to TensorBoard"
+
+
+def test_failed_job_is_reported_and_the_rest_finish(synthetic_dir: Path, tmp_path: Path) -> None:
+    sweep(tmp_path, synthetic_dir, "model.hidden_dims=[32,32,32],[32,32]")
+    table = report.report(tmp_path, quiet=True)
+    assert table["status"].tolist() == ["completed", "failed"]
+    failed = table.iloc[1]
+    assert "at least 3" in failed["error"]
+    assert json.loads((tmp_path / "1" / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_joblib_launcher_runs_jobs_in_parallel(synthetic_dir: Path, tmp_path: Path) -> None:
+    sweep(tmp_path, synthetic_dir, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "num_threads=1", "seed=1,2")
+    runs = [json.loads((tmp_path / job / "metrics.json").read_text()) for job in ("0", "1")]
+    assert all(run["status"] == "completed" for run in runs)
+    first, second = sorted(runs, key=lambda run: run["started_at"])
+    assert second["started_at"] < first["finished_at"], "the two jobs did not overlap in time"
+
+
+def count_trials(database: Path) -> int:
+    with sqlite3.connect(database) as connection:
+        return connection.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+
+
+def test_optuna_search_is_stored_and_resumes(synthetic_dir: Path, tmp_path: Path) -> None:
+    sweep(tmp_path, synthetic_dir, "hparams_search=mlp_optuna", "hydra.sweeper.n_trials=2")
+    database = tmp_path / "optuna.db"
+    assert count_trials(database) == 2
+    sweep(tmp_path, synthetic_dir, "hparams_search=mlp_optuna", "hydra.sweeper.n_trials=1")
+    assert count_trials(database) == 3
+    assert len(list(tmp_path.glob("*/metrics.json"))) == 3, "the resumed search overwrote earlier jobs"
+    assert (tmp_path / "optimization_results.yaml").is_file()
