@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,43 @@ class MetricHistory(L.Callback):
         for key in self.keys:
             value = trainer.callback_metrics.get(key)
             self.history[key].append(float(value) if value is not None else float("nan"))
+
+
+class EpochTimer(L.Callback):
+    """Wall time of every training epoch and validation pass, logged and kept for metrics.json."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, list[float]] = {"train_epoch": [], "val_epoch": [], "test": []}
+        self._started: dict[str, float] = {}
+
+    def _start(self, phase: str) -> None:
+        self._started[phase] = time.perf_counter()
+
+    def _stop(self, phase: str, pl_module: L.LightningModule) -> None:
+        elapsed = time.perf_counter() - self._started.pop(phase)
+        self.seconds[phase].append(elapsed)
+        if pl_module.trainer.state.fn == "fit" and phase != "test":
+            pl_module.log(f"time/{phase}_s", elapsed, on_step=False, on_epoch=True)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start("train_epoch")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop("train_epoch", pl_module)
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self._start("val_epoch")
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if "val_epoch" in self._started:
+            self._stop("val_epoch", pl_module)
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start("test")
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop("test", pl_module)
 
 
 class TestDiagnostics(L.Callback):

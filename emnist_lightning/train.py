@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from emnist_lightning import runs
-from emnist_lightning.callbacks import MetricHistory
+from emnist_lightning.callbacks import EpochTimer, MetricHistory
 from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.module import EMNISTClassifier
 
@@ -42,8 +42,8 @@ def train(cfg: DictConfig) -> float:
     L.seed_everything(cfg.seed, workers=True)
     datamodule: EMNISTDataModule = instantiate(cfg.data)
     model = build_model(cfg)
-    history = MetricHistory()
-    trainer = runs.build_trainer(cfg, [*runs.build_callbacks(cfg.get("callbacks")), history])
+    history, timer = MetricHistory(), EpochTimer()
+    trainer = runs.build_trainer(cfg, [*runs.build_callbacks(cfg.get("callbacks")), history, timer])
 
     started_at = time.time()
     trainer.fit(model, datamodule=datamodule)
@@ -69,6 +69,7 @@ def train(cfg: DictConfig) -> float:
             params=model.num_parameters,
             best_checkpoint=best,
             history=history.history,
+            seconds=timer.seconds,
             started_at=started_at,
             finished_at=time.time(),
         ),
