@@ -14,6 +14,8 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -31,6 +33,16 @@ def config_dir() -> str:
     """conf/ inside an installed wheel, else the repository's top-level conf/."""
     packaged = Path(__file__).parent / "conf"
     return str(packaged if packaged.is_dir() else Path(__file__).parents[1] / "conf")
+
+
+def compose(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose a config outside a Hydra run (tests, benchmarks), with `output_dir` as the run dir."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = hydra_compose(
+            config_name, overrides=[f"paths.output_dir={output_dir}", *overrides], return_hydra_config=True
+        )
+    HydraConfig.instance().set_config(cfg)
+    return cfg
 
 
 def quiet_expected_warnings() -> None:

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -26,10 +24,7 @@ def group_options() -> list[tuple[str, str]]:
 
 
 def compose_train(tmp_path: Path, *overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"paths.output_dir={tmp_path}", *overrides], return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    return cfg
+    return runs.compose("train", list(overrides), tmp_path)
 
 
 def instantiate_everything(cfg: DictConfig) -> None:
@@ -61,8 +56,7 @@ def test_option_composes_and_instantiates(tmp_path: Path, group: str, option: st
 
 
 def test_eval_config_composes(tmp_path: Path) -> None:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("eval", overrides=[f"paths.output_dir={tmp_path}", "ckpt_path=x.ckpt"])
+    cfg = runs.compose("eval", ["ckpt_path=x.ckpt"], tmp_path)
     assert cfg.ckpt_path == "x.ckpt"
     assert "test_diagnostics" in cfg.callbacks
 

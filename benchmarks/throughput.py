@@ -1,0 +1,309 @@
+"""Training throughput of our path beside the bare-PyTorch limit and a naive tutorial pipeline.
+
+    python benchmarks/throughput.py                      # MLP and CNN on the machine's device
+    python benchmarks/throughput.py --models cnn --device cuda --batch-size 512
+    python benchmarks/throughput.py --smoke --data-dir DIR   # a few steps, for CI
+
+All three variants train the same network with the same optimizer on the same data, in this
+one process. Repeats are interleaved (limit, naive, ours, limit, ...) so that machine noise
+hits them alike, and the median is reported:
+
+  limit  a bare PyTorch loop over resident, pre-normalised tensors: no Lightning, no DataLoader
+  naive  the tutorial pipeline: per-sample PIL images through ToTensor/Normalize, default
+         collate, DataLoader(num_workers=2), inside Lightning
+  ours   train.py's path: EMNISTDataModule and our LightningModule, logging and progress bar on
+
+It then runs `train.py` for one epoch per family in a subprocess and reports the epoch's
+wall time split into training, validation and test, and the run's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from emnist_lightning import runs
+from emnist_lightning.data import EMNISTDataModule
+from emnist_lightning.train import build_model
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ("limit", "naive", "ours")
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Measurement:
+    """Wall time over `steps` training steps after `warmup`, peak RSS and device memory."""
+
+    def __init__(self, warmup: int, steps: int, device: torch.device) -> None:
+        self.warmup, self.steps, self.device = warmup, steps, device
+        self.done = 0
+        self.started = self.seconds = None
+        self.peak_rss = 0.0
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+
+    def step_finished(self) -> None:
+        self.done += 1
+        self.peak_rss = max(self.peak_rss, rss_mb())
+        if self.done == self.warmup:
+            synchronize(self.device)
+            self.started = time.perf_counter()
+        elif self.done == self.warmup + self.steps:
+            synchronize(self.device)
+            self.seconds = time.perf_counter() - self.started
+
+    @property
+    def total_steps(self) -> int:
+        return self.warmup + self.steps
+
+    def result(self, batch_size: int) -> dict[str, float]:
+        result = {
+            "images_per_s": self.steps * batch_size / self.seconds,
+            "ms_per_step": 1000 * self.seconds / self.steps,
+            "peak_rss_mb": self.peak_rss,
+        }
+        if self.device.type == "cuda":
+            result["peak_device_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+        return result
+
+
+class MeasureSteps(L.Callback):
+    def __init__(self, measurement: Measurement) -> None:
+        self.measurement = measurement
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
+        self.measurement.step_finished()
+
+
+class PILImages(Dataset):
+    """The tutorial dataset: one PIL image per item, transformed one at a time."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: float, std: float) -> None:
+        self.images, self.labels = images.numpy(), labels.numpy()
+        self.transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(Image.fromarray(self.images[index, 0], mode="L")), int(self.labels[index])
+
+
+def naive_loader(datamodule: EMNISTDataModule, batch_size: int, workers: int = 2) -> DataLoader:
+    train = datamodule.train_set
+    dataset = PILImages(train.images, train.labels, datamodule.mean, datamodule.std)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers)
+
+
+def compose(family: str, args: argparse.Namespace, output_dir: Path, *extra: str) -> DictConfig:
+    overrides = [
+        f"model={family}",
+        f"data.data_dir={args.data_dir}",
+        "data.download=false",
+        f"data.batch_size={args.batch_size}",
+        f"trainer={'gpu' if args.device == 'cuda' else 'cpu'}",
+        *args.override,
+        *extra,
+    ]
+    return runs.compose("train", overrides, output_dir)
+
+
+def run_limit(cfg: DictConfig, datamodule: EMNISTDataModule, measurement: Measurement) -> None:
+    device = measurement.device
+    network = build_model(cfg).network.to(device).train()
+    optimizer = instantiate(cfg.optimizer)(params=network.parameters())
+    images = datamodule.normalize(datamodule.train_set.images).to(device)
+    labels = datamodule.train_set.labels.to(device)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0)).to(device)
+    batch = cfg.data.batch_size
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    for step in range(measurement.total_steps):
+        index = order[step * batch : (step + 1) * batch]
+        with autocast:
+            loss = F.cross_entropy(network(images[index]), labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        measurement.step_finished()  # syncs the device only where timing starts and stops
+
+
+def lightning_trainer(cfg: DictConfig, measurement: Measurement) -> L.Trainer:
+    with open_dict(cfg.trainer):
+        cfg.trainer.update(max_steps=measurement.total_steps, limit_val_batches=0, num_sanity_val_steps=0)
+    return runs.build_trainer(cfg, [*runs.build_callbacks(cfg.callbacks), MeasureSteps(measurement)])
+
+
+def run_naive(cfg: DictConfig, datamodule: EMNISTDataModule, measurement: Measurement) -> None:
+    trainer = lightning_trainer(cfg, measurement)
+    trainer.fit(build_model(cfg), train_dataloaders=naive_loader(datamodule, cfg.data.batch_size))
+
+
+def run_ours(cfg: DictConfig, datamodule: EMNISTDataModule, measurement: Measurement) -> None:
+    trainer = lightning_trainer(cfg, measurement)
+    trainer.fit(build_model(cfg), datamodule=instantiate(cfg.data))
+
+
+RUNNERS: dict[str, Callable[[DictConfig, EMNISTDataModule, Measurement], None]] = {
+    "limit": run_limit,
+    "naive": run_naive,
+    "ours": run_ours,
+}
+
+
+def measure_throughput(family: str, args: argparse.Namespace, workdir: Path) -> dict[str, dict[str, float]]:
+    device = torch.device(args.device)
+    datamodule = instantiate(compose(family, args, workdir).data)
+    datamodule.setup("fit")
+    samples: dict[str, list[dict[str, float]]] = {variant: [] for variant in VARIANTS}
+    for repeat in range(args.repeats):
+        for variant in VARIANTS:
+            cfg = compose(family, args, workdir / f"{family}-{variant}-{repeat}")
+            L.seed_everything(repeat, verbose=False)
+            measurement = Measurement(args.warmup, args.steps, device)
+            RUNNERS[variant](cfg, datamodule, measurement)
+            samples[variant].append(measurement.result(args.batch_size))
+            print(f"  {family} {variant:5s} repeat {repeat}: {samples[variant][-1]['images_per_s']:9.0f} images/s")
+    return {variant: median_of(results) for variant, results in samples.items()}
+
+
+def median_of(results: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(r[key] for r in results) for key in results[0]}
+
+
+def measure_epoch(family: str, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+    """One epoch of `train.py` as a user runs it, in a subprocess: time split and peak RSS."""
+    run_dir = workdir / f"epoch-{family}"
+    command = [
+        sys.executable, str(REPO_ROOT / "train.py"), f"model={family}", f"data.data_dir={args.data_dir}",
+        "data.download=false", f"trainer={'gpu' if args.device == 'cuda' else 'cpu'}", "trainer.max_epochs=1",
+        f"hydra.run.dir={run_dir}", *args.override,
+    ]  # fmt: skip
+    started = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)  # this child's own peak RSS, unlike RUSAGE_CHILDREN
+    child.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    if child.returncode != 0:
+        raise SystemExit(f"error: {' '.join(command)} failed with exit status {child.returncode}")
+    seconds = json.loads((run_dir / runs.METRICS_FILE).read_text())["seconds"]
+    train, val, test = seconds["train_epoch"][0], seconds["val_epoch"][0], seconds["test"][0]
+    return {
+        "train_s": train,
+        "val_s": val,
+        "test_s": test,
+        "val_share": val / (train + val),
+        "test_share": test / (train + val),
+        "process_wall_s": wall,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+    }
+
+
+def print_report(report: dict) -> None:
+    print(f"\n## Throughput ({report['device']}, batch {report['batch_size']}, {report['threads']} threads)\n")
+    print("| model | variant | images/s | ms/step | peak RSS MB | peak device MB |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for family, variants in report["throughput"].items():
+        for variant, r in variants.items():
+            device_mb = f"{r['peak_device_mb']:.0f}" if "peak_device_mb" in r else "-"
+            print(
+                f"| {family} | {variant} | {r['images_per_s']:.0f} | {r['ms_per_step']:.2f} | "
+                f"{r['peak_rss_mb']:.0f} | {device_mb} |"
+            )
+    print("\n| model | ours / limit | ours / naive |\n| --- | --- | --- |")
+    for family, ratio in report["ratios"].items():
+        print(f"| {family} | {ratio['ours/limit']:.2f} | {ratio['ours/naive']:.2f} |")
+    if report["epochs"]:
+        print("\n| model | train epoch s | val pass s | test pass s | val share | test share | peak RSS MB |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for family, e in report["epochs"].items():
+            print(
+                f"| {family} | {e['train_s']:.2f} | {e['val_s']:.2f} | {e['test_s']:.2f} | "
+                f"{e['val_share']:.1%} | {e['test_share']:.1%} | {e['peak_rss_mb']:.0f} |"
+            )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--data-dir", default=os.environ.get("EMNIST_DATA_DIR", "data/emnist"))
+    parser.add_argument("--warmup", type=int, default=20, help="steps before timing starts")
+    parser.add_argument("--steps", type=int, default=150, help="timed steps per repeat (one epoch is 247)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-epoch", action="store_true", help="skip the one-epoch train.py runs")
+    parser.add_argument("--smoke", action="store_true", help="a few steps of everything, to check it runs")
+    parser.add_argument("--json", type=Path, default=None, help="where to write the figures as JSON")
+    parser.add_argument("override", nargs="*", help="extra Hydra overrides for every variant")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.warmup, args.steps, args.repeats = 1, 3, 1
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    runs.quiet_expected_warnings()
+    with tempfile.TemporaryDirectory(prefix="emnist-bench-") as tmp:
+        workdir = Path(tmp)
+        throughput = {family: measure_throughput(family, args, workdir) for family in args.models}
+        epochs = {} if args.no_epoch else {family: measure_epoch(family, args, workdir) for family in args.models}
+    report = {
+        "device": torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else f"cpu ({platform.processor() or 'x86_64'})",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "batch_size": args.batch_size,
+        "warmup": args.warmup,
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "throughput": throughput,
+        "ratios": {
+            family: {
+                "ours/limit": t["ours"]["images_per_s"] / t["limit"]["images_per_s"],
+                "ours/naive": t["ours"]["images_per_s"] / t["naive"]["images_per_s"],
+            }
+            for family, t in throughput.items()
+        },
+        "epochs": epochs,
+    }
+    print_report(report)
+    json_path = args.json or Path("outputs") / "benchmarks" / f"throughput-{args.device}.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {json_path}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
