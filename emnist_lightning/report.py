@@ -134,8 +134,7 @@ def write_plots(frame: pd.DataFrame, varied: list[str], sweep_dir: Path) -> list
         figures["accuracy_heatmap.png"] = plots.accuracy_heatmap_figure(done, *varied)
     paths = []
     for name, fig in figures.items():
-        fig.savefig(sweep_dir / name, dpi=110)
-        plots.plt.close(fig)
+        plots.save_figure(fig, sweep_dir / name)
         paths.append(sweep_dir / name)
     return paths
 

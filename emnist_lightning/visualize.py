@@ -1,0 +1,70 @@
+"""`python -m emnist_lightning.visualize data [overrides]`: pictures of the dataset.
+
+Writes, in outputs/visualize/runs/<time>/ and its TensorBoard log: random samples of every class,
+the class distribution of train / val / test, and the mean image of every class.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch.utils.tensorboard import SummaryWriter
+
+from emnist_lightning import analysis, plots, runs
+from emnist_lightning.data import EMNISTDataModule
+
+SUBCOMMANDS = {"data": "pictures of the dataset: samples per class, class distribution, mean images"}
+
+
+def draw_dataset(
+    datamodule: EMNISTDataModule, output_dir: Path, writer: SummaryWriter, per_class: int, seed: int
+) -> list[Path]:
+    train, classes = datamodule.train_set, datamodule.classes
+    splits = {"train": train.labels, "val": datamodule.val_set.labels, "test": datamodule.test_set.labels}
+    counts = analysis.class_counts(splits, classes)
+    counts.to_csv(output_dir / "class_counts.csv", index=False)
+    figures = {
+        "dataset_samples.png": plots.class_samples_figure(
+            analysis.samples_per_class(train.images, train.labels, per_class, len(classes), seed), classes
+        ),
+        "class_distribution.png": plots.class_distribution_figure(counts),
+        "mean_images.png": plots.mean_images_figure(
+            analysis.mean_per_class(train.images, train.labels, len(classes)), classes
+        ),
+    }
+    for name, fig in figures.items():
+        plots.save_figure(fig, output_dir / name, [writer], f"data/{name.removesuffix('.png')}")
+    return [output_dir / name for name in figures]
+
+
+def visualize_data(cfg: DictConfig) -> None:
+    datamodule: EMNISTDataModule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup()
+    output_dir = runs.output_dir()
+    with SummaryWriter(str(output_dir / "tensorboard")) as writer:
+        paths = draw_dataset(datamodule, output_dir, writer, cfg.samples_per_class, cfg.seed)
+    print("wrote " + ", ".join(str(path) for path in paths))
+
+
+@hydra.main(version_base="1.3", config_path=runs.config_dir(), config_name="visualize")
+def hydra_main(cfg: DictConfig) -> None:
+    runs.run_task(visualize_data, cfg)
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in SUBCOMMANDS:
+        choices = "\n".join(f"  {name:6s} {what}" for name, what in SUBCOMMANDS.items())
+        raise SystemExit(
+            f"usage: python -m emnist_lightning.visualize {{{','.join(SUBCOMMANDS)}}} [overrides]\n{choices}"
+        )
+    sys.argv.pop(1)  # the rest are Hydra overrides
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()
