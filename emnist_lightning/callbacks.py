@@ -97,6 +97,8 @@ class DatasetSamples(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         datamodule = trainer.datamodule
+        if datamodule is None:  # trained from plain dataloaders: no classes to draw
+            return
         train = datamodule.train_set
         samples = analysis.samples_per_class(
             train.images.cpu(), train.labels.cpu(), self.per_class, datamodule.num_classes, self.seed

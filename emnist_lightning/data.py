@@ -8,13 +8,13 @@ transfer to the device, so there is no per-sample Python work in the training lo
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from emnist_lightning import idx
 from emnist_lightning.errors import ConfigError, DataError
@@ -166,6 +166,27 @@ def stratified_split(labels: torch.Tensor, val_fraction: float, seed: int) -> tu
     return in_train.nonzero().squeeze(1), val_indices
 
 
+class IndexBatches(Sampler[torch.Tensor]):
+    """Batches of indices as slices of one permutation per epoch, made on the data's device.
+
+    Compared with BatchSampler(RandomSampler), no Python list is built per batch, and for
+    device-resident data the indices never cross from the host during the epoch.
+    """
+
+    def __init__(self, size: int, batch_size: int, shuffle: bool, seed: int, device: torch.device | None) -> None:
+        self.size, self.batch_size, self.shuffle = size, batch_size, shuffle
+        self.device = device or torch.device("cpu")
+        self.generator = torch.Generator().manual_seed(seed)  # advances every epoch, reproducibly
+
+    def __len__(self) -> int:
+        return -(-self.size // self.batch_size)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        order = torch.randperm(self.size, generator=self.generator) if self.shuffle else torch.arange(self.size)
+        order = order.to(self.device)
+        yield from order.split(self.batch_size)
+
+
 class InMemoryDataset(Dataset):
     """A split indexed by a whole batch of indices at once (used with `batch_size=None`)."""
 
@@ -264,17 +285,12 @@ class EMNISTDataModule(L.LightningDataModule):
     def _loader(self, split: Split | None, batch_size: int, shuffle: bool) -> DataLoader:
         if split is None:
             raise RuntimeError("call setup() before asking for a dataloader")
-        dataset = InMemoryDataset(split)
-        if shuffle:
-            # A fresh seeded generator per loader keeps runs with the same seed identical.
-            sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(self.seed))
-        else:
-            sampler = SequentialSampler(dataset)
+        device = split.labels.device
         return DataLoader(
-            dataset,
-            sampler=BatchSampler(sampler, batch_size, drop_last=False),
-            batch_size=None,
-            pin_memory=self.pin_memory and self.resident_device() is None,
+            InMemoryDataset(split),
+            sampler=IndexBatches(len(split), batch_size, shuffle, self.seed, device),
+            batch_size=None,  # the dataset is indexed by a whole batch at once
+            pin_memory=self.pin_memory and device.type == "cpu" and torch.cuda.is_available(),
         )
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:

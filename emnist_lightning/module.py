@@ -62,6 +62,8 @@ class EMNISTClassifier(L.LightningModule):
         self.schedule = scheduler
         self.l1, self.l2 = l1, l2
         self.channels_last = channels_last
+        if channels_last:  # weights and inputs both NHWC, so convolutions need no layout changes
+            network.to(memory_format=torch.channels_last)
         if compile:
             network.compile()  # in place, so checkpoints keep the plain parameter names
         self.train_metrics = stage_metrics(num_classes, "train/")
@@ -100,7 +102,8 @@ class EMNISTClassifier(L.LightningModule):
             self.log("train/penalty", penalty, on_step=True, on_epoch=True)
             self.log("train/data_loss", data_loss, on_step=True, on_epoch=True)
         self.train_metrics.update(logits.detach(), labels)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        # Not in the progress bar: a per-step progress-bar value is read with .item(), a device sync.
+        self.log("train/loss", loss, on_step=True, on_epoch=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
 

@@ -1,0 +1,90 @@
+"""The fast data paths serve exactly what the naive pipeline would; the benchmark runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from benchmarks.throughput import PILImages, naive_loader
+from emnist_lightning.data import EMNISTDataModule, InMemoryDataset
+from tests.conftest import run_entry_point
+
+INDICES = [5, 0, 17, 300, 42, 99, 1, 2]
+
+
+@pytest.fixture
+def datamodule(synthetic_dir: Path) -> EMNISTDataModule:
+    module = EMNISTDataModule(synthetic_dir, download=False, batch_size=8, seed=1)
+    module.setup("fit")
+    return module
+
+
+def fast_batch(datamodule: EMNISTDataModule, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    raw = InMemoryDataset(datamodule.train_set)[indices]
+    return datamodule.on_after_batch_transfer(raw, dataloader_idx=0)
+
+
+def test_fast_path_equals_naive_pipeline(datamodule: EMNISTDataModule) -> None:
+    images, labels = fast_batch(datamodule, INDICES)
+    train = datamodule.train_set
+    naive = PILImages(train.images, train.labels, datamodule.mean, datamodule.std)
+    naive_images = torch.stack([naive[i][0] for i in INDICES])
+    naive_labels = torch.tensor([naive[i][1] for i in INDICES])
+    assert naive_images.shape == images.shape == (8, 1, 28, 28)
+    assert torch.equal(images, naive_images), (images - naive_images).abs().max()
+    assert torch.equal(labels, naive_labels)
+
+
+def test_same_seed_same_batches(datamodule: EMNISTDataModule, synthetic_dir: Path) -> None:
+    again = EMNISTDataModule(synthetic_dir, download=False, batch_size=8, seed=1)
+    again.setup("fit")
+    for (a_images, a_labels), (b_images, b_labels) in zip(
+        datamodule.train_dataloader(), again.train_dataloader(), strict=True
+    ):
+        assert torch.equal(a_images, b_images) and torch.equal(a_labels, b_labels)
+
+
+def test_naive_loader_serves_the_same_examples(datamodule: EMNISTDataModule) -> None:
+    loader = naive_loader(datamodule, batch_size=64, workers=0)
+    labels = torch.cat([labels for _, labels in loader])
+    assert torch.equal(labels.sort().values, datamodule.train_set.labels.sort().values)
+
+
+def test_device_resident_batches_equal_host_batches(synthetic_dir: Path) -> None:
+    host = EMNISTDataModule(synthetic_dir, download=False, batch_size=8, seed=1, device_resident=False)
+    resident = EMNISTDataModule(synthetic_dir, download=False, batch_size=8, seed=1, device_resident=True)
+    resident.trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    host.setup("fit")
+    resident.setup("fit")
+    assert resident.resident_device() == torch.device("cpu")
+    assert host.resident_device() is None
+    pairs = zip(host.val_dataloader(), resident.val_dataloader(), strict=True)
+    for (h_images, h_labels), (r_images, r_labels) in pairs:
+        assert torch.equal(h_images, r_images) and torch.equal(h_labels, r_labels)
+    assert torch.equal(host.normalize(h_images), resident.normalize(r_images))
+
+
+def test_auto_residency_stays_on_the_host_for_a_cpu(synthetic_dir: Path) -> None:
+    module = EMNISTDataModule(synthetic_dir, download=False, device_resident="auto")
+    module.trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    assert module.resident_device() is None
+
+
+@pytest.mark.slow
+def test_benchmark_smoke(synthetic_dir: Path, tmp_path: Path) -> None:
+    output = tmp_path / "bench.json"
+    result = run_entry_point(
+        "benchmarks/throughput.py", "--smoke", "--data-dir", str(synthetic_dir), "--json", str(output), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    for family in ("mlp", "cnn"):
+        assert set(report["throughput"][family]) == {"limit", "naive", "ours"}
+        assert report["throughput"][family]["ours"]["images_per_s"] > 0
+        assert report["ratios"][family]["ours/limit"] > 0
+        assert report["epochs"][family]["train_s"] > 0
+    assert "ours / limit" in result.stdout
