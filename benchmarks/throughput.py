@@ -159,7 +159,7 @@ def run_limit(cfg: DictConfig, datamodule: EMNISTDataModule, measurement: Measur
 def lightning_trainer(cfg: DictConfig, measurement: Measurement) -> L.Trainer:
     with open_dict(cfg.trainer):
         cfg.trainer.update(max_steps=measurement.total_steps, limit_val_batches=0, num_sanity_val_steps=0)
-    return runs.build_trainer(cfg, [*runs.build_callbacks(cfg.callbacks), MeasureSteps(measurement)])
+    return runs.build_trainer(cfg, [*runs.build_callbacks(cfg.get("callbacks")), MeasureSteps(measurement)])
 
 
 def run_naive(cfg: DictConfig, datamodule: EMNISTDataModule, measurement: Measurement) -> None:
