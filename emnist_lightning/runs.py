@@ -127,8 +127,18 @@ def write_metrics(directory: Path, record: dict[str, Any]) -> Path:
     return path
 
 
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory (Linux VmHWM), or None where /proc is missing."""
+    try:
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return None
+    return int(line.split()[1]) / 1024
+
+
 def run_record(status: str, **fields: Any) -> dict[str, Any]:
-    return {"status": status, "choices": choices(), "overrides": overrides(), **fields}
+    return {"status": status, "choices": choices(), "overrides": overrides(), "peak_rss_mb": peak_rss_mb(), **fields}
 
 
 def is_multirun() -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 
 import hydra
@@ -51,12 +50,10 @@ def train(cfg: DictConfig) -> float:
     fit_seconds = time.time() - started_at
 
     checkpoint = trainer.checkpoint_callback
-    best = (
-        checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path else None
-    )
-    ckpt_path = best or None  # without a checkpoint callback, evaluate the final weights
-    val = stage_metrics(trainer.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False), "val")
-    test = stage_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path), "test")
+    # Without a checkpoint callback (callbacks.model_checkpoint=null) the final weights are evaluated.
+    best = checkpoint.best_model_path or None if isinstance(checkpoint, ModelCheckpoint) else None
+    val = stage_metrics(trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False), "val")
+    test = stage_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=best), "test")
 
     metrics = {f"val_{k}": v for k, v in val.items()} | {f"test_{k}": v for k, v in test.items()}
     runs.log_hparams(trainer, cfg, metrics)
@@ -83,7 +80,7 @@ def train(cfg: DictConfig) -> float:
         test["macro_acc"],
         path,
     )
-    return val["acc"] if math.isfinite(val["acc"]) else float("nan")
+    return val["acc"]
 
 
 @hydra.main(version_base="1.3", config_path=runs.config_dir(), config_name="train")
