@@ -40,7 +40,7 @@ def display_images(images: torch.Tensor) -> torch.Tensor:
 class MetricHistory(L.Callback):
     """Validation metrics per epoch, kept for metrics.json and sweep reports."""
 
-    def __init__(self, keys: tuple[str, ...] = ("val/acc", "val/macro_acc", "val/loss", "train/loss")) -> None:
+    def __init__(self, keys: tuple[str, ...] = ("val/acc", "val/macro_acc", "val/loss")) -> None:
         self.keys = keys
         self.history: dict[str, list[float]] = {key: [] for key in keys}
 

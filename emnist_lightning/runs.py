@@ -89,18 +89,18 @@ def hparams_for_logger(cfg: DictConfig) -> dict[str, Any]:
         node = cfg.get(section)
         if node is None:
             continue
-        flat = json_normalize(OmegaConf.to_container(node, resolve=True), prefix=section)
+        flat = flatten(OmegaConf.to_container(node, resolve=True), prefix=section)
         params.update({k: v for k, v in flat.items() if not k.endswith("_target_") and not k.endswith("_partial_")})
     params["seed"] = cfg.get("seed")
     params["trainer.max_epochs"] = cfg.trainer.get("max_epochs")
     return params
 
 
-def json_normalize(node: Any, prefix: str) -> dict[str, Any]:
+def flatten(node: Any, prefix: str) -> dict[str, Any]:
     if isinstance(node, dict):
         flat: dict[str, Any] = {}
         for key, value in node.items():
-            flat.update(json_normalize(value, f"{prefix}.{key}"))
+            flat.update(flatten(value, f"{prefix}.{key}"))
         return flat
     if isinstance(node, (list, tuple)):
         return {prefix: str(list(node))}
