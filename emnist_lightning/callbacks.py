@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -115,11 +116,12 @@ class TestOutputs:
     labels: torch.Tensor
     images: torch.Tensor
 
-    @property
+    # Cached: the galleries and pair examples read these many times.
+    @cached_property
     def predictions(self) -> torch.Tensor:
         return self.probabilities.argmax(dim=1)
 
-    @property
+    @cached_property
     def confidence(self) -> torch.Tensor:
         return self.probabilities.max(dim=1).values
 
@@ -143,7 +145,6 @@ class TestDiagnostics(L.Callback):
         self.batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.outputs: TestOutputs | None = None
         self.confusion: np.ndarray | None = None
-        self.pairs: list[tuple[int, int, int]] = []
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.batches = []
@@ -199,15 +200,15 @@ class TestDiagnostics(L.Callback):
         )
 
     def _confused_pairs(self, trainer: L.Trainer, classes: tuple[str, ...]) -> None:
-        self.pairs = analysis.most_confused_pairs(self.confusion, self.top_pairs)
-        rows = [{"true": classes[t], "predicted": classes[p], "count": n} for t, p, n in self.pairs]
+        pairs = analysis.most_confused_pairs(self.confusion, self.top_pairs)
+        rows = [{"true": classes[t], "predicted": classes[p], "count": n} for t, p, n in pairs]
         pd.DataFrame(rows, columns=["true", "predicted", "count"]).to_csv(
             self.output_dir / "confused_pairs.csv", index=False
         )
         outputs = self.outputs
         examples = [
             (classes[t], classes[p], n, outputs.images[(outputs.labels == t) & (outputs.predictions == p)].numpy())
-            for t, p, n in self.pairs
+            for t, p, n in pairs
         ]
         fig = plots.confused_pairs_figure(examples, self.examples_per_pair)
         publish_figure(fig, self.output_dir / "confused_pairs.png", trainer, "test/confused_pairs")

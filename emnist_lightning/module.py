@@ -97,8 +97,8 @@ class EMNISTClassifier(L.LightningModule):
         data_loss = F.cross_entropy(logits, labels)
         penalty = self.weight_penalty() if self.l1 or self.l2 else None
         loss = data_loss if penalty is None else data_loss + penalty
-        # Metrics accumulate on the device and are logged once per epoch: calling self.log every
-        # step costs Lightning about a millisecond of bookkeeping, a fifth of an MLP step on a CPU.
+        # Metrics accumulate on the device and are logged once per epoch: logging the loss and two
+        # metric objects through self.log every step cost 7.45 vs 6.61 ms per MLP step (benchmark).
         self.train_loss.update(loss.detach())
         self.train_metrics.update(logits.detach(), labels)
         if self.is_logging_step():

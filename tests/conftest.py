@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 
@@ -50,6 +51,22 @@ def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fresh_synthetic_dir(tmp_path: Path) -> Path:
     """A private copy that a test may corrupt."""
     return write_synthetic_emnist(tmp_path / "emnist")
+
+
+def quick_trainer(tmp_path: Path, **kwargs) -> L.Trainer:
+    """A quiet CPU trainer for a few batches; kwargs override any option."""
+    options = {
+        "max_epochs": 1,
+        "limit_train_batches": 3,
+        "limit_val_batches": 1,
+        "logger": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "enable_checkpointing": False,
+        "default_root_dir": tmp_path,
+        "accelerator": "cpu",
+    }
+    return L.Trainer(**(options | kwargs))
 
 
 def run_entry_point(script: str, *overrides: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:

@@ -5,30 +5,15 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 
 from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.errors import CheckpointError
 from emnist_lightning.module import CNNClassifier, MLPClassifier, load_classifier
+from tests.conftest import quick_trainer
 
 BATCH = torch.randn(4, 1, 28, 28)
-
-
-def quick_trainer(tmp_path: Path, **kwargs) -> L.Trainer:
-    options = {
-        "max_epochs": 1,
-        "limit_train_batches": 3,
-        "limit_val_batches": 1,
-        "logger": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "enable_checkpointing": False,
-        "default_root_dir": tmp_path,
-        "accelerator": "cpu",
-    }
-    return L.Trainer(**(options | kwargs))
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -14,6 +13,7 @@ from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.module import MLPClassifier
 from emnist_lightning.optim import LRSchedule
+from tests.conftest import quick_trainer
 from tests.test_configs import compose_train, group_options
 
 OPTIMIZERS = [option for group, option in group_options() if group == "optimizer"]
@@ -109,10 +109,7 @@ def test_trainer_steps_the_schedule(tmp_path: Path, synthetic_dir: Path) -> None
     schedule = schedule_from_config(tmp_path, "step", "scheduler.scheduler.step_size=1")
     model = MLPClassifier(hidden_dims=[8, 8, 8], optimizer=torch.optim.SGD, scheduler=schedule)
     model.optimizer_factory = lambda params: torch.optim.SGD(params, lr=BASE_LR)
-    trainer = L.Trainer(
-        max_epochs=3, limit_train_batches=2, limit_val_batches=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
-    )  # fmt: skip
+    trainer = quick_trainer(tmp_path, max_epochs=3, limit_train_batches=2)
     trainer.fit(model, datamodule=EMNISTDataModule(synthetic_dir, download=False, batch_size=16))
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(BASE_LR * 0.5**3)
 
@@ -153,10 +150,7 @@ def test_negative_penalty_is_rejected() -> None:
 
 def test_divergence_is_reported(tmp_path: Path, synthetic_dir: Path) -> None:
     model = MLPClassifier(hidden_dims=[8, 8, 8], optimizer=lambda params: torch.optim.SGD(params, lr=1e12))
-    trainer = L.Trainer(
-        max_epochs=3, limit_train_batches=5, limit_val_batches=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
-    )  # fmt: skip
+    trainer = quick_trainer(tmp_path, max_epochs=3, limit_train_batches=5)
     with pytest.raises(FloatingPointError, match="diverged.*lower optimizer.lr"):
         trainer.fit(model, datamodule=EMNISTDataModule(synthetic_dir, download=False, batch_size=16))
     assert not math.isfinite(trainer.callback_metrics["val/loss"].item())
