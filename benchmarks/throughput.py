@@ -5,16 +5,22 @@
     python benchmarks/throughput.py --smoke --data-dir DIR   # a few steps, for CI
 
 All three variants train the same network with the same optimizer on the same data, in this
-one process. Repeats are interleaved (limit, naive, ours, limit, ...) so that machine noise
-hits them alike, and the median is reported:
+one process, with train.py's thread and allocator settings (extra Hydra overrides such as
+`reuse_freed_memory=false` apply to all). Repeats are interleaved (limit, naive, ours, limit,
+...) with a rotating order so that machine noise hits them alike. The table gives each variant's
+median; a ratio is the median over repeats of the two variants' ratio within the repeat:
 
   limit  a bare PyTorch loop over resident, pre-normalised tensors: no Lightning, no DataLoader
   naive  the tutorial pipeline: per-sample PIL images through ToTensor/Normalize, default
          collate, DataLoader(num_workers=2), inside Lightning
   ours   train.py's path: EMNISTDataModule and our LightningModule, logging and progress bar on
 
-It then runs `train.py` for one epoch per family in a subprocess and reports the epoch's
-wall time split into training, validation and test, and the run's peak RSS.
+Page faults are this process's minor faults per timed step. Peak RSS is this process's
+high-water mark while the variant ran (the naive loader's worker processes are not in it);
+since freed memory is kept for reuse, it includes what earlier variants left behind.
+A whole run's own peak RSS comes from the next part: `train.py` runs for one epoch per
+family in a subprocess, which reports the epoch's wall time split into training,
+validation and test, and its peak RSS.
 """
 
 from __future__ import annotations
@@ -23,13 +29,14 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from pathlib import Path
 
 import lightning as L
@@ -43,16 +50,16 @@ from torchvision import transforms
 
 from emnist_lightning import runs
 from emnist_lightning.data import EMNISTDataModule
-from emnist_lightning.train import build_model
+from emnist_lightning.train import build_model, training_callbacks
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("limit", "naive", "ours")
 
 
-def rss_mb() -> float:
-    """Current resident set size of this process."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def reset_peak_rss() -> None:
+    """Restart the kernel's count of this process's peak RSS (VmHWM), where Linux allows it."""
+    with suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
 
 
 def synchronize(device: torch.device) -> None:
@@ -61,25 +68,27 @@ def synchronize(device: torch.device) -> None:
 
 
 class Measurement:
-    """Wall time over `steps` training steps after `warmup`, peak RSS and device memory."""
+    """Wall time and page faults over `steps` training steps after `warmup`; peak RSS and device memory."""
 
     def __init__(self, warmup: int, steps: int, device: torch.device) -> None:
         self.warmup, self.steps, self.device = warmup, steps, device
         self.done = 0
         self.started = self.seconds = None
-        self.peak_rss = 0.0
+        self.faults = 0
+        reset_peak_rss()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
 
     def step_finished(self) -> None:
         self.done += 1
-        self.peak_rss = max(self.peak_rss, rss_mb())
         if self.done == self.warmup:
             synchronize(self.device)
+            self.faults = -resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             self.started = time.perf_counter()
         elif self.done == self.warmup + self.steps:
             synchronize(self.device)
             self.seconds = time.perf_counter() - self.started
+            self.faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
     @property
     def total_steps(self) -> int:
@@ -89,7 +98,8 @@ class Measurement:
         result = {
             "images_per_s": self.steps * batch_size / self.seconds,
             "ms_per_step": 1000 * self.seconds / self.steps,
-            "peak_rss_mb": self.peak_rss,
+            "page_faults_per_step": self.faults / self.steps,
+            "peak_rss_mb": runs.peak_rss_mb() or float("nan"),
         }
         if self.device.type == "cuda":
             result["peak_device_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
@@ -134,7 +144,18 @@ def compose(family: str, args: argparse.Namespace, output_dir: Path, *extra: str
         *args.override,
         *extra,
     ]
-    return runs.compose("train", overrides, output_dir)
+    cfg = runs.compose("train", overrides, output_dir)
+    draw_progress_bar(cfg)
+    return cfg
+
+
+def draw_progress_bar(cfg: DictConfig) -> None:
+    """Make a Rich progress bar draw even when stdout is not a terminal, as it does for a user in
+    one; otherwise its cost would be left out of the measurement when the output is piped."""
+    bar = (cfg.get("callbacks") or {}).get("progress_bar")
+    if bar is not None and bar.get("_target_", "").endswith("RichProgressBar"):
+        with open_dict(bar):
+            bar.console_kwargs = {"force_terminal": True}
 
 
 def run_limit(cfg: DictConfig, datamodule: EMNISTDataModule, measurement: Measurement) -> None:
@@ -143,11 +164,9 @@ def run_limit(cfg: DictConfig, datamodule: EMNISTDataModule, measurement: Measur
     optimizer = instantiate(cfg.optimizer)(params=network.parameters())
     images = datamodule.normalize(datamodule.train_set.images).to(device)
     labels = datamodule.train_set.labels.to(device)
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0)).to(device)
-    batch = cfg.data.batch_size
+    batches = limit_batches(len(labels), cfg.data.batch_size, measurement.total_steps, device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    for step in range(measurement.total_steps):
-        index = order[step * batch : (step + 1) * batch]
+    for index in batches:
         with autocast:
             loss = F.cross_entropy(network(images[index]), labels[index])
         optimizer.zero_grad(set_to_none=True)
@@ -156,10 +175,18 @@ def run_limit(cfg: DictConfig, datamodule: EMNISTDataModule, measurement: Measur
         measurement.step_finished()  # syncs the device only where timing starts and stops
 
 
+def limit_batches(size: int, batch_size: int, steps: int, device: torch.device) -> list[torch.Tensor]:
+    """`steps` full batches of indices: one shuffle per epoch, back to back, made before timing."""
+    generator = torch.Generator().manual_seed(0)
+    epochs = -(-steps * batch_size // size)
+    order = torch.cat([torch.randperm(size, generator=generator) for _ in range(epochs)]).to(device)
+    return list(order[: steps * batch_size].split(batch_size))
+
+
 def lightning_trainer(cfg: DictConfig, measurement: Measurement) -> L.Trainer:
     with open_dict(cfg.trainer):
         cfg.trainer.update(max_steps=measurement.total_steps, limit_val_batches=0, num_sanity_val_steps=0)
-    return runs.build_trainer(cfg, [*runs.build_callbacks(cfg.get("callbacks")), MeasureSteps(measurement)])
+    return runs.build_trainer(cfg, [*training_callbacks(cfg).all, MeasureSteps(measurement)])
 
 
 def run_naive(cfg: DictConfig, datamodule: EMNISTDataModule, measurement: Measurement) -> None:
@@ -179,9 +206,12 @@ RUNNERS: dict[str, Callable[[DictConfig, EMNISTDataModule, Measurement], None]] 
 }
 
 
-def measure_throughput(family: str, args: argparse.Namespace, workdir: Path) -> dict[str, dict[str, float]]:
+def measure_throughput(family: str, args: argparse.Namespace, workdir: Path) -> dict[str, list[dict[str, float]]]:
+    """Every repeat's figures for each variant."""
     device = torch.device(args.device)
-    datamodule = instantiate(compose(family, args, workdir).data)
+    cfg = compose(family, args, workdir)
+    runs.configure_host(cfg)  # threads and allocator as train.py sets them, for every variant alike
+    datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     samples: dict[str, list[dict[str, float]]] = {variant: [] for variant in VARIANTS}
     for repeat in range(args.repeats):
@@ -193,11 +223,19 @@ def measure_throughput(family: str, args: argparse.Namespace, workdir: Path) -> 
             RUNNERS[variant](cfg, datamodule, measurement)
             samples[variant].append(measurement.result(args.batch_size))
             print(f"  {family} {variant:5s} repeat {repeat}: {samples[variant][-1]['images_per_s']:9.0f} images/s")
-    return {variant: median_of(results) for variant, results in samples.items()}
+    return samples
 
 
 def median_of(results: list[dict[str, float]]) -> dict[str, float]:
     return {key: statistics.median(r[key] for r in results) for key in results[0]}
+
+
+def paired_ratio(samples: dict[str, list[dict[str, float]]], variant: str, baseline: str) -> float:
+    """Median over repeats of variant/baseline throughput within a repeat, which shares its noise."""
+    return statistics.median(
+        ours["images_per_s"] / base["images_per_s"]
+        for ours, base in zip(samples[variant], samples[baseline], strict=True)
+    )
 
 
 def measure_epoch(family: str, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
@@ -228,14 +266,14 @@ def measure_epoch(family: str, args: argparse.Namespace, workdir: Path) -> dict[
 
 def print_report(report: dict) -> None:
     print(f"\n## Throughput ({report['device']}, batch {report['batch_size']}, {report['threads']} threads)\n")
-    print("| model | variant | images/s | ms/step | peak RSS MB | peak device MB |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| model | variant | images/s | ms/step | page faults/step | peak RSS MB | peak device MB |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for family, variants in report["throughput"].items():
         for variant, r in variants.items():
             device_mb = f"{r['peak_device_mb']:.0f}" if "peak_device_mb" in r else "-"
             print(
                 f"| {family} | {variant} | {r['images_per_s']:.0f} | {r['ms_per_step']:.2f} | "
-                f"{r['peak_rss_mb']:.0f} | {device_mb} |"
+                f"{r['page_faults_per_step']:.0f} | {r['peak_rss_mb']:.0f} | {device_mb} |"
             )
     print("\n| model | ours / limit | ours / naive |\n| --- | --- | --- |")
     for family, ratio in report["ratios"].items():
@@ -258,7 +296,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", default=os.environ.get("EMNIST_DATA_DIR", "data/emnist"))
     parser.add_argument("--warmup", type=int, default=20, help="steps before timing starts")
     parser.add_argument("--steps", type=int, default=150, help="timed steps per repeat (one epoch is 247)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-epoch", action="store_true", help="skip the one-epoch train.py runs")
     parser.add_argument("--smoke", action="store_true", help="a few steps of everything, to check it runs")
     parser.add_argument("--json", type=Path, default=None, help="where to write the figures as JSON")
@@ -274,7 +312,7 @@ def main(argv: list[str] | None = None) -> dict:
     runs.quiet_expected_warnings()
     with tempfile.TemporaryDirectory(prefix="emnist-bench-") as tmp:
         workdir = Path(tmp)
-        throughput = {family: measure_throughput(family, args, workdir) for family in args.models}
+        samples = {family: measure_throughput(family, args, workdir) for family in args.models}
         epochs = {} if args.no_epoch else {family: measure_epoch(family, args, workdir) for family in args.models}
     report = {
         "device": torch.cuda.get_device_name()
@@ -286,14 +324,18 @@ def main(argv: list[str] | None = None) -> dict:
         "warmup": args.warmup,
         "steps": args.steps,
         "repeats": args.repeats,
-        "throughput": throughput,
+        "throughput": {
+            family: {variant: median_of(results) for variant, results in measured.items()}
+            for family, measured in samples.items()
+        },
         "ratios": {
             family: {
-                "ours/limit": t["ours"]["images_per_s"] / t["limit"]["images_per_s"],
-                "ours/naive": t["ours"]["images_per_s"] / t["naive"]["images_per_s"],
+                "ours/limit": paired_ratio(measured, "ours", "limit"),
+                "ours/naive": paired_ratio(measured, "ours", "naive"),
             }
-            for family, t in throughput.items()
+            for family, measured in samples.items()
         },
+        "repeats_measured": samples,
         "epochs": epochs,
     }
     print_report(report)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import hydra
 import lightning as L
@@ -30,6 +31,21 @@ def build_model(cfg: DictConfig) -> EMNISTClassifier:
     )
 
 
+@dataclass
+class TrainingCallbacks:
+    """The callbacks of a training run: metrics.json's history and timer, then the configured ones."""
+
+    history: MetricHistory
+    timer: EpochTimer
+    all: list[L.Callback]
+
+
+def training_callbacks(cfg: DictConfig) -> TrainingCallbacks:
+    history, timer = MetricHistory(), EpochTimer()
+    # The timer runs first, so a pass's time excludes the figures other callbacks draw after it.
+    return TrainingCallbacks(history, timer, [timer, history, *runs.build_callbacks(cfg.get("callbacks"))])
+
+
 def stage_metrics(results: list[dict[str, float]], stage: str) -> dict[str, float]:
     """{'acc': ..., 'macro_acc': ..., 'loss': ...} from trainer.validate/test results."""
     prefix = f"{stage}/"
@@ -41,9 +57,8 @@ def train(cfg: DictConfig) -> float:
     L.seed_everything(cfg.seed, workers=True)
     datamodule: EMNISTDataModule = instantiate(cfg.data)
     model = build_model(cfg)
-    history, timer = MetricHistory(), EpochTimer()
-    # The timer runs first, so a pass's time excludes the figures other callbacks draw after it.
-    trainer = runs.build_trainer(cfg, [timer, history, *runs.build_callbacks(cfg.get("callbacks"))])
+    callbacks = training_callbacks(cfg)
+    trainer = runs.build_trainer(cfg, callbacks.all)
 
     started_at = time.time()
     trainer.fit(model, datamodule=datamodule)
@@ -66,8 +81,8 @@ def train(cfg: DictConfig) -> float:
             fit_seconds=round(fit_seconds, 2),
             params=model.num_parameters,
             best_checkpoint=best,
-            history=history.history,
-            seconds=timer.seconds,
+            history=callbacks.history.history,
+            seconds=callbacks.timer.seconds,
             started_at=started_at,
             finished_at=time.time(),
         ),

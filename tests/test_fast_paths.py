@@ -9,7 +9,7 @@ import lightning as L
 import pytest
 import torch
 
-from benchmarks.throughput import PILImages, naive_loader
+from benchmarks.throughput import PILImages, limit_batches, naive_loader
 from emnist_lightning.data import EMNISTDataModule, InMemoryDataset
 from tests.conftest import run_entry_point
 
@@ -88,3 +88,10 @@ def test_benchmark_smoke(synthetic_dir: Path, tmp_path: Path) -> None:
         assert report["ratios"][family]["ours/limit"] > 0
         assert report["epochs"][family]["train_s"] > 0
     assert "ours / limit" in result.stdout
+
+
+def test_limit_batches_are_full_across_epochs() -> None:
+    batches = limit_batches(size=100, batch_size=32, steps=10, device=torch.device("cpu"))
+    assert [len(batch) for batch in batches] == [32] * 10
+    first_epoch = torch.cat(batches)[:100]
+    assert sorted(first_epoch.tolist()) == list(range(100))  # each epoch is a permutation

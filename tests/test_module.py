@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from torchmetrics.functional.classification import multiclass_accuracy, multiclass_confusion_matrix
 
 from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.errors import CheckpointError
-from emnist_lightning.module import CNNClassifier, MLPClassifier, load_classifier
+from emnist_lightning.module import CNNClassifier, MLPClassifier, accuracies, load_classifier
 from tests.conftest import quick_trainer
 
 BATCH = torch.randn(4, 1, 28, 28)
@@ -49,6 +50,28 @@ def test_checkpoint_keeps_normalisation(tmp_path: Path, datamodule: EMNISTDataMo
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     saved = torch.load(tmp_path / "m.ckpt", weights_only=False)["EMNISTDataModule"]
     assert saved == {"mean": datamodule.mean, "std": datamodule.std}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_accuracies_from_confusion_match_torchmetrics(seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    # 10 classes in the matrix; labels use 0-6 and predictions 0-7, so class 7 is predicted but
+    # never a label (it counts in the macro mean) and classes 8-9 never occur (they do not)
+    labels = torch.randint(0, 7, (200,), generator=generator)
+    logits = torch.randn(200, 10, generator=generator)
+    logits[:, 8:] = -10
+    logits[labels == 0, 0] += 3  # some classes right more often than others
+    found = accuracies(multiclass_confusion_matrix(logits, labels, 10))
+    assert torch.allclose(found["acc"], multiclass_accuracy(logits, labels, 10, average="micro"))
+    assert torch.allclose(found["macro_acc"], multiclass_accuracy(logits, labels, 10, average="macro"))
+
+
+def test_training_logs_epoch_accuracies(tmp_path: Path, datamodule: EMNISTDataModule) -> None:
+    trainer = quick_trainer(tmp_path)
+    trainer.fit(MLPClassifier(hidden_dims=[8, 8, 8], optimizer=torch.optim.SGD), datamodule=datamodule)
+    logged = trainer.callback_metrics
+    assert {"train/loss", "train/acc", "train/macro_acc"} <= logged.keys()
+    assert 0 <= logged["train/macro_acc"] <= 1 and 0 <= logged["train/acc"] <= 1
 
 
 def test_missing_checkpoint(tmp_path: Path) -> None:
