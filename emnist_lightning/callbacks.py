@@ -215,7 +215,7 @@ class TestDiagnostics(L.Callback):
 
     def _galleries(self, trainer: L.Trainer, classes: tuple[str, ...]) -> None:
         outputs = self.outputs
-        first = slice(0, min(48, len(outputs.labels)))
+        first = slice(0, 48)  # slicing stops at the end of a shorter test set
         fig = plots.prediction_grid_figure(
             outputs.images[first].numpy(), outputs.labels[first].numpy(), outputs.predictions[first].numpy(), classes
         )
