@@ -48,9 +48,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from emnist_lightning import runs
 from emnist_lightning.data import EMNISTDataModule
-from emnist_lightning.train import build_model, training_callbacks
+from emnist_lightning.runs.build import build_datamodule, build_model, build_trainer, build_training_callbacks
+from emnist_lightning.runs.config import compose as compose_config
+from emnist_lightning.runs.host import configure_host
+from emnist_lightning.runs.record import RunRecord, peak_rss_mb
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("limit", "naive", "ours")
@@ -99,7 +101,7 @@ class Measurement:
             "images_per_s": self.steps * batch_size / self.seconds,
             "ms_per_step": 1000 * self.seconds / self.steps,
             "page_faults_per_step": self.faults / self.steps,
-            "peak_rss_mb": runs.peak_rss_mb() or float("nan"),
+            "peak_rss_mb": peak_rss_mb() or float("nan"),
         }
         if self.device.type == "cuda":
             result["peak_device_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
@@ -144,7 +146,7 @@ def compose(family: str, args: argparse.Namespace, output_dir: Path, *extra: str
         *args.override,
         *extra,
     ]
-    cfg = runs.compose("train", overrides, output_dir)
+    cfg = compose_config("train", overrides, output_dir)
     draw_progress_bar(cfg)
     return cfg
 
@@ -186,7 +188,7 @@ def limit_batches(size: int, batch_size: int, steps: int, device: torch.device) 
 def lightning_trainer(cfg: DictConfig, measurement: Measurement) -> L.Trainer:
     with open_dict(cfg.trainer):
         cfg.trainer.update(max_steps=measurement.total_steps, limit_val_batches=0, num_sanity_val_steps=0)
-    return runs.build_trainer(cfg, [*training_callbacks(cfg).all, MeasureSteps(measurement)])
+    return build_trainer(cfg, [*build_training_callbacks(cfg).all, MeasureSteps(measurement)])
 
 
 def run_naive(cfg: DictConfig, datamodule: EMNISTDataModule, measurement: Measurement) -> None:
@@ -196,7 +198,7 @@ def run_naive(cfg: DictConfig, datamodule: EMNISTDataModule, measurement: Measur
 
 def run_ours(cfg: DictConfig, datamodule: EMNISTDataModule, measurement: Measurement) -> None:
     trainer = lightning_trainer(cfg, measurement)
-    trainer.fit(build_model(cfg), datamodule=instantiate(cfg.data))
+    trainer.fit(build_model(cfg), datamodule=build_datamodule(cfg))
 
 
 RUNNERS: dict[str, Callable[[DictConfig, EMNISTDataModule, Measurement], None]] = {
@@ -210,8 +212,8 @@ def measure_throughput(family: str, args: argparse.Namespace, workdir: Path) -> 
     """Every repeat's figures for each variant."""
     device = torch.device(args.device)
     cfg = compose(family, args, workdir)
-    runs.configure_host(cfg)  # threads and allocator as train.py sets them, for every variant alike
-    datamodule = instantiate(cfg.data)
+    configure_host(cfg)  # threads and allocator as train.py sets them, for every variant alike
+    datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     samples: dict[str, list[dict[str, float]]] = {variant: [] for variant in VARIANTS}
     for repeat in range(args.repeats):
@@ -249,8 +251,8 @@ def measure_epoch(family: str, args: argparse.Namespace, workdir: Path) -> dict[
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - started
-    record = json.loads((run_dir / runs.METRICS_FILE).read_text())
-    seconds = record["seconds"]
+    record = RunRecord.read(run_dir)
+    seconds = record.seconds
     train, val, test = seconds["train_epoch"][0], seconds["val_epoch"][0], seconds["test"][0]
     return {
         "train_s": train,
@@ -260,7 +262,7 @@ def measure_epoch(family: str, args: argparse.Namespace, workdir: Path) -> dict[
         "test_share": test / (train + val),
         "process_wall_s": wall,
         # measured by the run itself: a forked child's ru_maxrss would include this process's pages
-        "peak_rss_mb": record["peak_rss_mb"],
+        "peak_rss_mb": record.peak_rss_mb,
     }
 
 
@@ -309,7 +311,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    runs.quiet_expected_warnings()
     with tempfile.TemporaryDirectory(prefix="emnist-bench-") as tmp:
         workdir = Path(tmp)
         samples = {family: measure_throughput(family, args, workdir) for family in args.models}

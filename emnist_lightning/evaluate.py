@@ -6,46 +6,40 @@ import logging
 
 import hydra
 import lightning as L
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from emnist_lightning import runs
-from emnist_lightning.data import EMNISTDataModule
-from emnist_lightning.errors import CheckpointError, ConfigError
-from emnist_lightning.module import load_classifier
-from emnist_lightning.train import stage_metrics
+from emnist_lightning.errors import ConfigError
+from emnist_lightning.models import load_classifier
+from emnist_lightning.runs import build
+from emnist_lightning.runs.config import config_dir
+from emnist_lightning.runs.context import RunContext
+from emnist_lightning.runs.record import RunRecord, stage_metrics
+from emnist_lightning.runs.task import run_task
 
 log = logging.getLogger(__name__)
 
 
-def evaluate(cfg: DictConfig) -> float:
+def evaluate(cfg: DictConfig, context: RunContext) -> float:
     if not cfg.get("ckpt_path"):
         raise ConfigError("no checkpoint given: run python eval.py ckpt_path=outputs/.../checkpoints/best.ckpt")
     L.seed_everything(cfg.seed, workers=True)
     model = load_classifier(cfg.ckpt_path)
-    datamodule: EMNISTDataModule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    if model.num_classes != datamodule.num_classes:
-        raise CheckpointError(
-            f"checkpoint '{cfg.ckpt_path}' predicts {model.num_classes} classes but the data has "
-            f"{datamodule.num_classes}; evaluate it on the split it was trained for"
-        )
-    trainer = runs.build_trainer(cfg, runs.build_callbacks(cfg.get("callbacks")))
-    # ckpt_path restores the training run's normalisation stats into the data module too.
-    test = stage_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path), "test")
-    metrics = {f"test_{k}": v for k, v in test.items()}
-    path = runs.write_metrics(
-        runs.output_dir(),
-        runs.run_record("completed", **metrics, checkpoint=str(cfg.ckpt_path), params=model.num_parameters),
+    trainer = build.build_trainer(cfg, build.build_entries(cfg.get("callbacks")))
+    # ckpt_path also restores the training run's normalisation stats into the data module.
+    metrics = stage_metrics(
+        trainer.test(model, datamodule=build.build_datamodule(cfg), ckpt_path=cfg.ckpt_path), "test"
     )
-    log.info("test acc %.4f (macro %.4f); wrote %s", test["acc"], test["macro_acc"], path)
-    return test["acc"]
+    record = RunRecord.of_run(
+        context, "completed", **metrics, checkpoint=str(cfg.ckpt_path), params=model.num_parameters
+    )
+    path = record.write(context.output_dir)
+    log.info("test acc %.4f (macro %.4f); wrote %s", record.test_acc, record.test_macro_acc, path)
+    return record.test_acc
 
 
-@hydra.main(version_base="1.3", config_path=runs.config_dir(), config_name="eval")
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
 def main(cfg: DictConfig) -> float | None:
-    return runs.run_task(evaluate, cfg)
+    return run_task(evaluate, cfg)
 
 
 if __name__ == "__main__":

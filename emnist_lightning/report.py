@@ -7,7 +7,6 @@ are counted, not shown) and writes results.csv, results.md and PNG plots next to
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from emnist_lightning import plots
-from emnist_lightning.runs import METRICS_FILE
+from emnist_lightning.pictures import plots
+from emnist_lightning.runs.record import RunRecord
 
 SWEEP_DIR_HINT = "pass a sweep dir such as outputs/train/multiruns/<time>"
 METRIC_COLUMNS = [
@@ -52,14 +51,13 @@ def read_overrides(job_dir: Path) -> dict[str, str]:
 
 def read_job(job_dir: Path) -> dict[str, Any] | None:
     """One row for a finished job, or None while it is still running."""
-    path = job_dir / METRICS_FILE
-    if not path.is_file():
+    record = RunRecord.read(job_dir)
+    if record is None:
         return None
-    record = json.loads(path.read_text())
-    row: dict[str, Any] = {"job": job_dir.name, **read_overrides(job_dir), "status": record.get("status")}
-    row.update({column: record.get(column) for column in METRIC_COLUMNS})
-    row["error"] = record.get("error", "")
-    row["history"] = record.get("history", {}).get("val/acc", [])
+    row: dict[str, Any] = {"job": job_dir.name, **read_overrides(job_dir), "status": record.status}
+    row.update({column: getattr(record, column) for column in METRIC_COLUMNS})
+    row["error"] = record.error or ""
+    row["history"] = record.history.get("val/acc", [])
     return row
 
 

@@ -10,12 +10,15 @@ import sys
 from pathlib import Path
 
 import hydra
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
-from emnist_lightning import analysis, plots, runs
 from emnist_lightning.data import EMNISTDataModule
+from emnist_lightning.pictures import analysis, plots
+from emnist_lightning.runs.build import build_datamodule
+from emnist_lightning.runs.config import config_dir
+from emnist_lightning.runs.context import RunContext
+from emnist_lightning.runs.task import run_task
 
 SUBCOMMANDS = {"data": "pictures of the dataset: samples per class, class distribution, mean images"}
 
@@ -41,19 +44,19 @@ def draw_dataset(
     return [output_dir / name for name in figures]
 
 
-def visualize_data(cfg: DictConfig) -> None:
-    datamodule: EMNISTDataModule = instantiate(cfg.data)
+def visualize_data(cfg: DictConfig, context: RunContext) -> None:
+    datamodule = build_datamodule(cfg)
     datamodule.prepare_data()
     datamodule.setup()
-    output_dir = runs.output_dir()
+    output_dir = context.output_dir
     with SummaryWriter(str(output_dir / "tensorboard")) as writer:
         paths = draw_dataset(datamodule, output_dir, writer, cfg.samples_per_class, cfg.seed)
     print("wrote " + ", ".join(str(path) for path in paths))
 
 
-@hydra.main(version_base="1.3", config_path=runs.config_dir(), config_name="visualize")
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="visualize")
 def hydra_main(cfg: DictConfig) -> None:
-    runs.run_task(visualize_data, cfg)
+    run_task(visualize_data, cfg)
 
 
 def main() -> None:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from emnist_lightning.data import MAPPING_FILE, NUM_CLASSES, SPLIT_FILES
-from emnist_lightning.idx import write_idx
+from emnist_lightning.data.idx import write_idx
+from emnist_lightning.runs.config import config_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,6 +57,28 @@ def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fresh_synthetic_dir(tmp_path: Path) -> Path:
     """A private copy that a test may corrupt."""
     return write_synthetic_emnist(tmp_path / "emnist")
+
+
+@functools.cache
+def model_preset(preset: str) -> dict[str, Any]:
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("train", overrides=[f"model={preset}"])
+    arguments = OmegaConf.to_container(cfg.model, resolve=True)
+    arguments.pop("_target_")
+    return arguments
+
+
+def model_arguments(preset: str = "mlp", **overrides: Any) -> dict[str, Any]:
+    """EMNISTClassifier's arguments from conf/model/<preset>.yaml, with `overrides`."""
+    return copy.deepcopy(model_preset(preset)) | overrides
+
+
+def network_arguments(preset: str = "mlp", **overrides: Any) -> dict[str, Any]:
+    """The network's arguments from conf/model/<preset>.yaml, with `overrides`."""
+    arguments = model_arguments(preset, **overrides)
+    for key in ("network", "compile"):
+        arguments.pop(key)
+    return arguments
 
 
 def quick_trainer(tmp_path: Path, **kwargs) -> L.Trainer:

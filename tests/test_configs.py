@@ -1,40 +1,45 @@
-"""Every option of every config group composes and instantiates."""
+"""Every option of every config group composes and builds; presets and sweeps mean what they say."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
-from emnist_lightning import runs
-from emnist_lightning.train import build_model
+from emnist_lightning.models.networks import ACTIVATIONS, CNN, MLP, per_layer
+from emnist_lightning.runs.build import build_datamodule, build_entries, build_model, build_trainer
+from emnist_lightning.runs.config import compose, config_dir
 
-CONF = Path(runs.config_dir())
+CONF = Path(config_dir())
 SKIPPED_GROUPS = {"hydra"}  # Hydra's own settings, exercised by every run
 
 
-def group_options() -> list[tuple[str, str]]:
+def group_options(group: str | None = None) -> list[tuple[str, str]]:
+    folders = [CONF / group] if group else sorted(p for p in CONF.iterdir() if p.is_dir())
     options = []
-    for folder in sorted(p for p in CONF.iterdir() if p.is_dir() and p.name not in SKIPPED_GROUPS):
+    for folder in (f for f in folders if f.name not in SKIPPED_GROUPS):
         options += [(folder.name, file.stem) for file in sorted(folder.glob("*.yaml"))]
     return options
 
 
 def compose_train(tmp_path: Path, *overrides: str) -> DictConfig:
-    return runs.compose("train", list(overrides), tmp_path)
+    return compose("train", list(overrides), tmp_path)
 
 
 def instantiate_everything(cfg: DictConfig) -> None:
-    instantiate(cfg.data)
+    build_datamodule(cfg)
     model = build_model(cfg)
     optimizer = model.optimizer_factory(params=model.parameters())
     assert isinstance(optimizer, torch.optim.Optimizer)
     if model.schedule is not None:
         model.schedule.lightning_config(optimizer, total_steps=100, total_epochs=cfg.trainer.max_epochs)
-    runs.build_trainer(cfg, runs.build_callbacks(cfg.callbacks))
+    build_trainer(cfg, build_entries(cfg.callbacks))
 
 
 def test_every_group_has_options() -> None:
@@ -50,15 +55,15 @@ def test_option_composes_and_instantiates(tmp_path: Path, group: str, option: st
         return
     cfg = compose_train(tmp_path, f"{group}={option}")
     if group == "callbacks" and option == "eval":
-        runs.build_callbacks(cfg.callbacks)
+        build_entries(cfg.callbacks)
         return
     instantiate_everything(cfg)
 
 
 def test_eval_config_composes(tmp_path: Path) -> None:
-    cfg = runs.compose("eval", ["ckpt_path=x.ckpt"], tmp_path)
+    cfg = compose("eval", ["ckpt_path=x.ckpt"], tmp_path)
     assert cfg.ckpt_path == "x.ckpt"
-    assert "test_diagnostics" in cfg.callbacks
+    assert list(cfg.callbacks) == ["progress_bar", "test_diagnostics", "model_pictures"]
 
 
 def test_data_dir_comes_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,3 +71,109 @@ def test_data_dir_comes_from_environment(tmp_path: Path, monkeypatch: pytest.Mon
     assert compose_train(tmp_path).data.data_dir == "/somewhere/emnist"
     monkeypatch.delenv("EMNIST_DATA_DIR")
     assert compose_train(tmp_path).data.data_dir == "data/emnist"
+
+
+# --- model presets: the composed keys are what the module builds ---------------------------------
+
+
+def dropout_rates(network: nn.Module, kind: type[nn.Module]) -> list[float]:
+    return [m.p for m in network.modules() if type(m) is kind]
+
+
+def activation_names(network: nn.Module) -> set[str]:
+    return {name for name, kind in ACTIVATIONS.items() for m in network.modules() if type(m) is kind}
+
+
+def assert_mlp_matches(network: MLP, keys: dict[str, Any]) -> None:
+    linears = [m for m in network.modules() if isinstance(m, nn.Linear)]
+    assert [m.out_features for m in linears[:-1]] == keys["hidden_dims"]
+    assert any(isinstance(m, nn.BatchNorm1d) for m in network.modules()) == keys["batch_norm"]
+    rates = per_layer(keys["dropout"], len(keys["hidden_dims"]), "dropout")
+    assert dropout_rates(network, nn.Dropout) == [rate for rate in rates if rate > 0]
+
+
+def assert_cnn_matches(network: CNN, keys: dict[str, Any]) -> None:
+    convs = [m for m in network.modules() if isinstance(m, nn.Conv2d)]
+    assert [m.out_channels for m in convs] == keys["channels"]
+    assert [m.kernel_size[0] for m in convs] == per_layer(keys["kernel_size"], len(convs), "kernel_size")
+    assert [m.out_features for m in network.head if isinstance(m, nn.Linear)][:-1] == keys["head_dims"]
+    assert any(isinstance(m, nn.BatchNorm2d) for m in network.modules()) == keys["batch_norm"]
+    assert set(dropout_rates(network, nn.Dropout)) == ({keys["dropout"]} if keys["dropout"] else set())
+    assert set(dropout_rates(network, nn.Dropout2d)) == ({keys["conv_dropout"]} if keys["conv_dropout"] else set())
+    assert convs[0].weight.is_contiguous(memory_format=torch.channels_last) == keys["channels_last"]
+
+
+@pytest.mark.parametrize("preset", [option for _, option in group_options("model")])
+def test_model_preset_builds_what_it_composes_to(tmp_path: Path, preset: str) -> None:
+    keys = OmegaConf.to_container(compose_train(tmp_path, f"model={preset}").model, resolve=True)
+    model = build_model(compose_train(tmp_path, f"model={preset}"))
+    saved = {key: model.hparams[key] for key in keys if key != "_target_"}
+    assert saved == {key: value for key, value in keys.items() if key != "_target_"}
+    assert activation_names(model.network) == {keys["activation"]}
+    {"mlp": assert_mlp_matches, "cnn": assert_cnn_matches}[keys["network"]](model.network, keys)
+
+
+@pytest.mark.parametrize("penalty", [option for _, option in group_options("regularization")])
+def test_regularization_group_never_touches_the_model(tmp_path: Path, penalty: str) -> None:
+    for preset in ("mlp", "cnn"):
+        plain = compose_train(tmp_path, f"model={preset}")
+        penalised = compose_train(tmp_path, f"model={preset}", f"regularization={penalty}")
+        assert penalised.model == plain.model
+        assert set(penalised.regularization) == {"l1", "l2"}
+
+
+# --- sweeps: every job differs from the sweep's first job only in the keys it overrides ------------
+
+
+def sweep_jobs(sweep_params: DictConfig) -> list[dict[str, str]]:
+    """The jobs Hydra's basic sweeper runs, as {key: value} overrides, first job first."""
+    parser = OverridesParser.create()
+    values = {}
+    for key, sweep in sweep_params.items():
+        (override,) = parser.parse_overrides([f"{key}={sweep}"])
+        values[key] = list(override.sweep_string_iterator()) if override.is_sweep_override() else [str(sweep)]
+    return [dict(zip(values, combination, strict=True)) for combination in itertools.product(*values.values())]
+
+
+def flat_job_config(cfg: DictConfig) -> dict[str, Any]:
+    """Every resolved key of the job's config except Hydra's own, as {'model.dropout': 0.2, ...}."""
+    container = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]), resolve=True)
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(value, f"{prefix}.{key}" if prefix else key)
+        else:
+            flat[prefix] = node
+
+    walk(container, "")
+    return flat
+
+
+def changed_keys(first: dict[str, Any], other: dict[str, Any]) -> set[str]:
+    return {key for key in first.keys() | other.keys() if first.get(key, "<absent>") != other.get(key, "<absent>")}
+
+
+def owns(override_key: str, config_key: str) -> bool:
+    """A group override (`optimizer=adam`) owns the whole group's keys; a key override only its key."""
+    is_group = "." not in override_key and (CONF / override_key).is_dir()
+    return config_key == override_key or (is_group and config_key.startswith(f"{override_key}."))
+
+
+@pytest.mark.parametrize("sweep", [option for _, option in group_options("sweep")])
+def test_every_sweep_job_differs_from_the_first_only_as_named(tmp_path: Path, sweep: str) -> None:
+    jobs = sweep_jobs(compose_train(tmp_path, f"sweep={sweep}").hydra.sweeper.params)
+    assert len(jobs) >= 2
+
+    def job_config(job: dict[str, str]) -> dict[str, Any]:
+        return flat_job_config(compose_train(tmp_path, f"sweep={sweep}", *(f"{k}={v}" for k, v in job.items())))
+
+    baseline = job_config(jobs[0])
+    for job in jobs[1:]:
+        named = {key for key, value in job.items() if value != jobs[0][key]}
+        changed = changed_keys(baseline, job_config(job))
+        unexplained = {key for key in changed if not any(owns(name, key) for name in named)}
+        assert not unexplained, f"{job}: {unexplained} changed without being named"
+        for name in named:
+            assert any(owns(name, key) for key in changed), f"{job}: {name} is named but changes nothing"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from emnist_lightning import data, idx
-from emnist_lightning.data import EMNISTDataModule
+from emnist_lightning.data import EMNISTDataModule, files, idx
+from emnist_lightning.data.datamodule import stratified_split
 from emnist_lightning.errors import ConfigError, DataError
 
 
@@ -29,7 +29,7 @@ def test_split_sizes(datamodule: EMNISTDataModule) -> None:
 
 def test_validation_is_stratified() -> None:
     labels = torch.arange(10).repeat_interleave(torch.arange(10, 110, 10))  # 10..100 per class
-    train, val = data.stratified_split(labels, 0.1, seed=0)
+    train, val = stratified_split(labels, 0.1, seed=0)
     per_class = torch.bincount(labels[val], minlength=10)
     assert per_class.tolist() == list(range(1, 11))
     assert len(train) + len(val) == len(labels)
@@ -37,11 +37,11 @@ def test_validation_is_stratified() -> None:
 
 def test_train_and_val_are_disjoint_and_seeded() -> None:
     labels = torch.randint(0, 47, (2000,), generator=torch.Generator().manual_seed(0))
-    train, val = data.stratified_split(labels, 0.2, seed=7)
+    train, val = stratified_split(labels, 0.2, seed=7)
     assert set(train.tolist()).isdisjoint(val.tolist())
     assert set(train.tolist()) | set(val.tolist()) == set(range(2000))
-    assert torch.equal(val, data.stratified_split(labels, 0.2, seed=7)[1])
-    assert not torch.equal(val, data.stratified_split(labels, 0.2, seed=8)[1])
+    assert torch.equal(val, stratified_split(labels, 0.2, seed=7)[1])
+    assert not torch.equal(val, stratified_split(labels, 0.2, seed=8)[1])
 
 
 def test_images_are_turned_upright(tmp_path: Path, synthetic_dir: Path) -> None:
@@ -51,7 +51,7 @@ def test_images_are_turned_upright(tmp_path: Path, synthetic_dir: Path) -> None:
     upright[:, :3, :] = 255  # a bar across the top of the upright image
     idx.write_idx(tmp_path / "emnist-balanced-test-images-idx3-ubyte.gz", upright.transpose(0, 2, 1))
     idx.write_idx(tmp_path / "emnist-balanced-test-labels-idx1-ubyte.gz", np.arange(47, dtype=np.uint8))
-    loaded = data.load_split(tmp_path, "test").images
+    loaded = files.load_split(tmp_path, "test").images
     assert loaded.shape == (47, 1, 28, 28)
     assert (loaded[:, 0, :3, :] == 255).all() and (loaded[:, 0, 3:, :] == 0).all()
 
@@ -98,14 +98,14 @@ def test_state_dict_carries_normalisation(datamodule: EMNISTDataModule, syntheti
 
 
 def test_classes_from_mapping_file(datamodule: EMNISTDataModule) -> None:
-    assert datamodule.classes == data.BALANCED_CLASSES
+    assert datamodule.classes == files.BALANCED_CLASSES
     assert datamodule.classes[:3] == ("0", "1", "2") and datamodule.classes[-1] == "t"
 
 
 def test_bad_mapping_file(fresh_synthetic_dir: Path) -> None:
-    (fresh_synthetic_dir / data.MAPPING_FILE).write_text("0 48\n1 49\n")
+    (fresh_synthetic_dir / files.MAPPING_FILE).write_text("0 48\n1 49\n")
     with pytest.raises(DataError, match="maps 2 labels"):
-        data.read_classes(fresh_synthetic_dir)
+        files.read_classes(fresh_synthetic_dir)
 
 
 @pytest.mark.parametrize(
@@ -120,3 +120,22 @@ def test_bad_mapping_file(fresh_synthetic_dir: Path) -> None:
 def test_bad_config_values(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         EMNISTDataModule("unused", **kwargs)
+
+
+def test_test_stage_loads_only_the_test_split(synthetic_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = []
+    original = files.load_split
+
+    def recording_load_split(data_dir: Path, split: str) -> files.Split:
+        loaded.append(split)
+        return original(data_dir, split)
+
+    monkeypatch.setattr("emnist_lightning.data.datamodule.load_split", recording_load_split)
+    module = EMNISTDataModule(synthetic_dir, download=False)
+    module.setup("test")
+    assert loaded == ["test"]
+    assert module.train_set is None and module.mean is None
+    with pytest.raises(RuntimeError, match="normalisation stats are unknown.*ckpt_path"):
+        module.normalize(module.test_set.images[:1])
+    module.setup("fit")
+    assert loaded == ["test", "train"] and module.mean is not None

@@ -85,6 +85,25 @@ def test_eval_reproduces_test_metrics(trained, synthetic_dir: Path, tmp_path: Pa
     assert (tmp_path / "confusion_matrix.png").is_file()
 
 
+@pytest.mark.parametrize("family", ["mlp", "cnn"])
+def test_checkpoint_of_the_older_format_evaluates_as_it_trained(
+    family: str, synthetic_dir: Path, tmp_path: Path
+) -> None:
+    legacy = Path(__file__).parent / "data" / "legacy" / family
+    result = run_entry_point(
+        "eval.py",
+        f"ckpt_path={legacy / 'best.ckpt'}",
+        f"data.data_dir={synthetic_dir}",
+        f"hydra.run.dir={tmp_path}",
+        "callbacks.progress_bar=null",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluated = json.loads((tmp_path / "metrics.json").read_text())
+    recorded = json.loads((legacy / "metrics.json").read_text())
+    assert evaluated["test_acc"] == pytest.approx(recorded["test_acc"])
+    assert evaluated["test_loss"] == pytest.approx(recorded["test_loss"], rel=1e-5)
+
+
 def test_same_seed_same_metrics(synthetic_dir: Path, tmp_path: Path) -> None:
     results = []
     for name in ("first", "second"):

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from benchmarks.throughput import PILImages, limit_batches, naive_loader
-from emnist_lightning.data import EMNISTDataModule, InMemoryDataset
+from emnist_lightning.data import EMNISTDataModule
+from emnist_lightning.data.datamodule import InMemoryDataset
 from tests.conftest import run_entry_point
 
 INDICES = [5, 0, 17, 300, 42, 99, 1, 2]

@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 from lightning.pytorch.callbacks import RichProgressBar
 
-from emnist_lightning import runs
+from emnist_lightning.runs import host
+from emnist_lightning.runs.build import build_entries, build_trainer
+from emnist_lightning.runs.config import compose
 
 REFAULT = """
 import resource, sys, torch
-from emnist_lightning import runs
+from emnist_lightning.runs import host
 if sys.argv[1] == "keep":
-    assert runs.keep_freed_memory()
+    assert host.keep_freed_memory()
 faults = []
 for _ in range(6):  # like training steps: the same 64 MB buffer, allocated and freed again
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -40,15 +42,15 @@ def test_kept_memory_is_reused_without_page_faults() -> None:
 
 def test_host_settings_follow_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    monkeypatch.setattr(runs, "keep_freed_memory", lambda: calls.append("kept"))
-    monkeypatch.setattr(runs.torch, "set_num_threads", lambda n: calls.append(n))
-    runs.configure_host(runs.compose("train", ["num_threads=3"], tmp_path))
-    runs.configure_host(runs.compose("train", ["reuse_freed_memory=false"], tmp_path))
+    monkeypatch.setattr(host, "keep_freed_memory", lambda: calls.append("kept"))
+    monkeypatch.setattr(host.torch, "set_num_threads", lambda n: calls.append(n))
+    host.configure_host(compose("train", ["num_threads=3"], tmp_path))
+    host.configure_host(compose("train", ["reuse_freed_memory=false"], tmp_path))
     assert calls == [3, "kept"]
 
 
 @pytest.mark.parametrize(("override", "bar"), [([], RichProgressBar), (["callbacks.progress_bar=null"], type(None))])
 def test_callbacks_group_alone_decides_the_progress_bar(tmp_path: Path, override: list[str], bar: type) -> None:
-    cfg = runs.compose("train", override, tmp_path)
-    trainer = runs.build_trainer(cfg, runs.build_callbacks(cfg.callbacks))
+    cfg = compose("train", override, tmp_path)
+    trainer = build_trainer(cfg, build_entries(cfg.callbacks))
     assert type(trainer.progress_bar_callback) is bar

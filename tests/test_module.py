@@ -1,4 +1,4 @@
-"""The training module: checkpoints, penalties, optimizers and schedules."""
+"""The training module: one class for every network, checkpoints (also of the older format), metrics."""
 
 from __future__ import annotations
 
@@ -11,10 +11,15 @@ from torchmetrics.functional.classification import multiclass_accuracy, multicla
 
 from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.errors import CheckpointError
-from emnist_lightning.module import CNNClassifier, MLPClassifier, accuracies, load_classifier
-from tests.conftest import quick_trainer
+from emnist_lightning.models import EMNISTClassifier, load_classifier
+from emnist_lightning.models.classifier import accuracies
+from emnist_lightning.models.networks import CNN, MLP
+from tests.conftest import model_arguments, quick_trainer
 
 BATCH = torch.randn(4, 1, 28, 28)
+# Checkpoints written by the code before the network registry (MLPClassifier / CNNClassifier), each
+# trained for one epoch on the synthetic data of conftest, with the test accuracy its run recorded.
+LEGACY = Path(__file__).parent / "data" / "legacy"
 
 
 @pytest.fixture
@@ -23,33 +28,45 @@ def datamodule(synthetic_dir: Path) -> EMNISTDataModule:
 
 
 @pytest.mark.parametrize(
-    "make_model",
+    "arguments",
     [
-        lambda opt: MLPClassifier(hidden_dims=[32, 32, 32], batch_norm=True, dropout=0.1, optimizer=opt),
-        lambda opt: CNNClassifier(channels=[4, 8], head_dims=[16], activation="gelu", optimizer=opt),
+        model_arguments("mlp", hidden_dims=[32, 32, 32], batch_norm=True, dropout=0.1),
+        model_arguments("cnn", channels=[4, 8], head_dims=[16], activation="gelu"),
     ],
     ids=["mlp", "cnn"],
 )
-def test_checkpoint_round_trip(tmp_path: Path, datamodule: EMNISTDataModule, make_model) -> None:
-    model = make_model(functools.partial(torch.optim.Adam, lr=1e-3))
+def test_checkpoint_round_trip(tmp_path: Path, datamodule: EMNISTDataModule, arguments: dict) -> None:
+    model = EMNISTClassifier(**arguments, optimizer=functools.partial(torch.optim.Adam, lr=1e-3))
     trainer = quick_trainer(tmp_path)
     trainer.fit(model, datamodule=datamodule)
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)
 
     model.eval()
-    for restored in (load_classifier(path), type(model).load_from_checkpoint(path)):
-        assert type(restored) is type(model)
+    for restored in (load_classifier(path), EMNISTClassifier.load_from_checkpoint(path)):
+        assert type(restored.network) is type(model.network)
+        assert restored.hparams == model.hparams
         restored.eval()
         assert torch.equal(restored(BATCH), model(BATCH))
 
 
 def test_checkpoint_keeps_normalisation(tmp_path: Path, datamodule: EMNISTDataModule) -> None:
     trainer = quick_trainer(tmp_path)
-    trainer.fit(MLPClassifier(hidden_dims=[8, 8, 8], optimizer=torch.optim.SGD), datamodule=datamodule)
+    trainer.fit(EMNISTClassifier(**model_arguments(hidden_dims=[8, 8, 8]), optimizer=torch.optim.SGD), datamodule)
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     saved = torch.load(tmp_path / "m.ckpt", weights_only=False)["EMNISTDataModule"]
     assert saved == {"mean": datamodule.mean, "std": datamodule.std}
+
+
+@pytest.mark.parametrize(("family", "network"), [("mlp", MLP), ("cnn", CNN)])
+def test_checkpoint_of_the_older_format_still_loads(family: str, network: type) -> None:
+    path = LEGACY / family / "best.ckpt"
+    checkpoint = torch.load(path, weights_only=False)
+    assert "network" not in checkpoint["hyper_parameters"]  # really the older format
+    model = load_classifier(path)
+    assert type(model.network) is network
+    for name, tensor in checkpoint["state_dict"].items():
+        assert torch.equal(model.state_dict()[name], tensor), name
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -68,10 +85,19 @@ def test_accuracies_from_confusion_match_torchmetrics(seed: int) -> None:
 
 def test_training_logs_epoch_accuracies(tmp_path: Path, datamodule: EMNISTDataModule) -> None:
     trainer = quick_trainer(tmp_path)
-    trainer.fit(MLPClassifier(hidden_dims=[8, 8, 8], optimizer=torch.optim.SGD), datamodule=datamodule)
+    trainer.fit(EMNISTClassifier(**model_arguments(hidden_dims=[8, 8, 8]), optimizer=torch.optim.SGD), datamodule)
     logged = trainer.callback_metrics
     assert {"train/loss", "train/acc", "train/macro_acc"} <= logged.keys()
     assert 0 <= logged["train/macro_acc"] <= 1 and 0 <= logged["train/acc"] <= 1
+
+
+def test_test_pass_reports_calibration_error(tmp_path: Path, datamodule: EMNISTDataModule) -> None:
+    model = EMNISTClassifier(**model_arguments(hidden_dims=[8, 8, 8]), optimizer=torch.optim.SGD)
+    trainer = quick_trainer(tmp_path)
+    trainer.fit(model, datamodule)
+    (results,) = trainer.test(model, datamodule, verbose=False)
+    assert {"test/acc", "test/macro_acc", "test/loss", "test/ece"} <= results.keys()
+    assert 0.0 <= results["test/ece"] <= 1.0
 
 
 def test_missing_checkpoint(tmp_path: Path) -> None:
@@ -86,15 +112,20 @@ def test_corrupt_checkpoint(tmp_path: Path) -> None:
         load_classifier(path)
 
 
-def test_foreign_checkpoint(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [{"state_dict": {}}, {"state_dict": {}, "emnist_lightning_class": "this.Zen"}],
+    ids=["no-hyperparameters", "unknown-class"],
+)
+def test_foreign_checkpoint(tmp_path: Path, content: dict) -> None:
     path = tmp_path / "foreign.ckpt"
-    torch.save({"state_dict": {}}, path)
+    torch.save(content, path)
     with pytest.raises(CheckpointError, match="not written by emnist_lightning"):
         load_classifier(path)
 
 
 def test_checkpoint_that_does_not_fit(tmp_path: Path) -> None:
-    model = MLPClassifier(hidden_dims=[8, 8, 8])
+    model = EMNISTClassifier(**model_arguments(hidden_dims=[8, 8, 8]))
     path = tmp_path / "edited.ckpt"
     trainer = quick_trainer(tmp_path)
     trainer.strategy.connect(model)
@@ -102,5 +133,5 @@ def test_checkpoint_that_does_not_fit(tmp_path: Path) -> None:
     checkpoint = torch.load(path, weights_only=False)
     checkpoint["hyper_parameters"]["hidden_dims"] = [16, 8, 8]
     torch.save(checkpoint, path)
-    with pytest.raises(CheckpointError, match="does not fit MLPClassifier"):
+    with pytest.raises(CheckpointError, match="does not fit an EMNISTClassifier: .*size mismatch"):
         load_classifier(path)

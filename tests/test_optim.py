@@ -11,9 +11,9 @@ from hydra.utils import instantiate
 
 from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.errors import ConfigError
-from emnist_lightning.module import MLPClassifier
-from emnist_lightning.optim import LRSchedule
-from tests.conftest import quick_trainer
+from emnist_lightning.models import EMNISTClassifier
+from emnist_lightning.models.optim import LRSchedule
+from tests.conftest import model_arguments, quick_trainer
 from tests.test_configs import compose_train, group_options
 
 OPTIMIZERS = [option for group, option in group_options() if group == "optimizer"]
@@ -107,15 +107,15 @@ def test_warmup_needs_a_per_step_schedule() -> None:
 
 def test_trainer_steps_the_schedule(tmp_path: Path, synthetic_dir: Path) -> None:
     schedule = schedule_from_config(tmp_path, "step", "scheduler.scheduler.step_size=1")
-    model = MLPClassifier(hidden_dims=[8, 8, 8], optimizer=torch.optim.SGD, scheduler=schedule)
+    model = EMNISTClassifier(**model_arguments(hidden_dims=[8, 8, 8]), optimizer=torch.optim.SGD, scheduler=schedule)
     model.optimizer_factory = lambda params: torch.optim.SGD(params, lr=BASE_LR)
     trainer = quick_trainer(tmp_path, max_epochs=3, limit_train_batches=2)
     trainer.fit(model, datamodule=EMNISTDataModule(synthetic_dir, download=False, batch_size=16))
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(BASE_LR * 0.5**3)
 
 
-def tiny_model(l1: float, l2: float) -> MLPClassifier:
-    return MLPClassifier(hidden_dims=[3, 3, 3], batch_norm=True, l1=l1, l2=l2)
+def tiny_model(l1: float, l2: float) -> EMNISTClassifier:
+    return EMNISTClassifier(**model_arguments(hidden_dims=[3, 3, 3], batch_norm=True), l1=l1, l2=l2)
 
 
 def test_penalty_matches_its_formula() -> None:
@@ -149,7 +149,9 @@ def test_negative_penalty_is_rejected() -> None:
 
 
 def test_divergence_is_reported(tmp_path: Path, synthetic_dir: Path) -> None:
-    model = MLPClassifier(hidden_dims=[8, 8, 8], optimizer=lambda params: torch.optim.SGD(params, lr=1e12))
+    model = EMNISTClassifier(
+        **model_arguments(hidden_dims=[8, 8, 8]), optimizer=lambda params: torch.optim.SGD(params, lr=1e12)
+    )
     trainer = quick_trainer(tmp_path, max_epochs=3, limit_train_batches=5)
     with pytest.raises(FloatingPointError, match="diverged.*lower optimizer.lr"):
         trainer.fit(model, datamodule=EMNISTDataModule(synthetic_dir, download=False, batch_size=16))

@@ -11,9 +11,10 @@ import pytest
 import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.tensorboard import SummaryWriter
 
-from emnist_lightning import analysis
 from emnist_lightning.data import BALANCED_CLASSES
+from emnist_lightning.pictures import analysis, test_report
 from tests.conftest import run_entry_point
 
 TEST_IMAGES = 47 * 6  # the synthetic test split
@@ -73,6 +74,38 @@ def test_per_class_metrics_match_counts() -> None:
 def test_calibration_error_of_confident_mistakes() -> None:
     probabilities = torch.tensor([[0.9, 0.1], [0.9, 0.1]])
     assert analysis.expected_calibration_error(probabilities, torch.tensor([0, 1]), bins=10) == pytest.approx(0.4)
+
+
+def synthetic_test_outputs(classes: int = 47, per_class: int = 5, seed: int = 0) -> test_report.TestOutputs:
+    """Predictions of a fake model that is right about 70% of the time."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(classes).repeat(per_class)
+    logits = torch.randn(len(labels), classes, generator=generator)
+    right = torch.rand(len(labels), generator=generator) < 0.7
+    logits[right, labels[right]] += 6
+    return test_report.TestOutputs(logits.softmax(dim=1), labels, torch.rand(len(labels), 28, 28, generator=generator))
+
+
+def test_write_test_report_without_a_trainer(tmp_path: Path) -> None:
+    outputs = synthetic_test_outputs()
+    with SummaryWriter(str(tmp_path / "tensorboard")) as writer:
+        written = test_report.write_test_report(outputs, BALANCED_CLASSES, test_report.FigureSink(tmp_path, [writer]))
+    pictures = {name: tag for name, tag in RUN_PICTURES.items() if tag.startswith("test/")}
+    assert {path.name for path in written} == set(pictures) | {
+        "confusion_matrix.csv",
+        "per_class_metrics.csv",
+        "confused_pairs.csv",
+    }
+    for name in pictures:
+        assert_sensible_png(tmp_path / name)
+    confusion = np.loadtxt(tmp_path / "confusion_matrix.csv", delimiter=",")
+    assert confusion.sum() == len(outputs.labels)
+    assert np.trace(confusion) == (outputs.predictions == outputs.labels).sum().item()
+    per_class = pd.read_csv(tmp_path / "per_class_metrics.csv")
+    assert len(per_class) == 47 and (per_class["images"] == 5).all()
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert set(pictures.values()) == set(events.Tags()["images"])
 
 
 @pytest.mark.slow

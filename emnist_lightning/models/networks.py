@@ -1,4 +1,7 @@
-"""The two model families as plain `nn.Module`s; `module.py` wraps them for training."""
+"""The two model families as plain `nn.Module`s, by name in `NETWORKS`; `classifier.py` trains them.
+
+Their arguments have no defaults here: the defaults live in conf/model/, in one place.
+"""
 
 from __future__ import annotations
 
@@ -56,11 +59,12 @@ class MLP(nn.Sequential):
 
     def __init__(
         self,
+        *,
         hidden_dims: Sequence[int],
+        activation: str,
+        batch_norm: bool,
+        dropout: float | Sequence[float],
         num_classes: int,
-        activation: str = "relu",
-        batch_norm: bool = False,
-        dropout: float | Sequence[float] = 0.0,
     ) -> None:
         hidden_dims = list(hidden_dims)
         if len(hidden_dims) < MIN_MLP_HIDDEN_LAYERS:
@@ -86,19 +90,24 @@ class MLP(nn.Sequential):
 
 
 class CNN(nn.Module):
-    """Conv blocks [Conv -> (BatchNorm) -> activation -> (pool) -> (Dropout2d)], then an MLP head."""
+    """Conv blocks [Conv -> (BatchNorm) -> activation -> (pool) -> (Dropout2d)], then an MLP head.
+
+    channels_last runs the convolutions in NHWC layout, which oneDNN CPU kernels and tensor cores prefer.
+    """
 
     def __init__(
         self,
+        *,
         channels: Sequence[int],
+        kernel_size: int | Sequence[int],
+        pooling: str | Sequence[str],
+        head_dims: Sequence[int],
+        activation: str,
+        batch_norm: bool,
+        conv_dropout: float,
+        dropout: float,
+        channels_last: bool,
         num_classes: int,
-        kernel_size: int | Sequence[int] = 3,
-        pooling: str | Sequence[str] = "max",
-        head_dims: Sequence[int] = (256,),
-        activation: str = "relu",
-        batch_norm: bool = False,
-        conv_dropout: float = 0.0,
-        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         channels = list(channels)
@@ -140,6 +149,9 @@ class CNN(nn.Module):
             in_features = width
         head.append(nn.Linear(in_features, num_classes))
         self.head = nn.Sequential(*head)
+        self.channels_last = channels_last
+        if channels_last:  # weights and inputs both NHWC, so convolutions need no layout changes
+            self.to(memory_format=torch.channels_last)
 
     @torch.no_grad()
     def _feature_shape(self) -> torch.Size:
@@ -149,4 +161,22 @@ class CNN(nn.Module):
             raise ConfigError(f"the conv blocks do not fit a 28x28 input ({err}); use fewer pooling layers") from err
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         return self.head(self.features(images))
+
+
+NETWORKS: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": CNN}
+
+
+def build_network(name: str, num_classes: int, **arguments: object) -> nn.Module:
+    """The network called `name` in `NETWORKS`, built from its config keys."""
+    if name not in NETWORKS:
+        raise ConfigError(f"model.network='{name}' is unknown; choose one of: {', '.join(NETWORKS)}")
+    try:
+        return NETWORKS[name](num_classes=num_classes, **arguments)
+    except TypeError as err:  # a missing or unknown key: "MLP.__init__() got an unexpected keyword ..."
+        reason = str(err).split("() ", 1)[-1]
+        raise ConfigError(
+            f"model (network {name}): {reason}; the keys of conf/model/{name}.yaml are the valid ones"
+        ) from err

@@ -1,11 +1,10 @@
-"""One LightningModule for training and evaluation; the families differ only in their network."""
+"""One LightningModule that trains and evaluates any network of `NETWORKS`."""
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
@@ -13,27 +12,37 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim import Optimizer
 from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassConfusionMatrix
 
 from emnist_lightning.data import NUM_CLASSES
 from emnist_lightning.errors import CheckpointError, ConfigError
-from emnist_lightning.networks import CNN, MLP
-from emnist_lightning.optim import LRSchedule
+from emnist_lightning.models.networks import build_network
+from emnist_lightning.models.optim import LRSchedule
 
 OptimizerFactory = Callable[..., Optimizer]
-CLASS_KEY = "emnist_lightning_class"  # checkpoint entry naming the module class to rebuild
+CALIBRATION_BINS = 15
+
+
+class TestStepOutput(NamedTuple):
+    """What `test_step` hands to callbacks: the batch's logits, labels and (normalised) images."""
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    images: torch.Tensor
 
 
 # Labels are range-checked when the data is loaded. Validating them again in every update would
 # cost a device sync per batch on a GPU (torch.unique, and a NaN check for the mean loss).
-def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
-    return MetricCollection(
-        {
-            "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False),
-            "macro_acc": MulticlassAccuracy(num_classes, average="macro", validate_args=False),
-        },
-        prefix=prefix,
-    )
+def accuracy_metrics(num_classes: int, prefix: str, calibration: bool = False) -> MetricCollection:
+    metrics: dict[str, Any] = {
+        "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False),
+        "macro_acc": MulticlassAccuracy(num_classes, average="macro", validate_args=False),
+    }
+    if calibration:  # expected calibration error: mean |accuracy - confidence| over confidence bins
+        metrics["ece"] = MulticlassCalibrationError(
+            num_classes, n_bins=CALIBRATION_BINS, norm="l1", validate_args=False
+        )
+    return MetricCollection(metrics, prefix=prefix)
 
 
 def accuracies(confusion: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -46,46 +55,42 @@ def accuracies(confusion: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 class EMNISTClassifier(L.LightningModule):
-    """Loss, metrics, L1/L2 penalties, optimizer and scheduler set-up for any network.
+    """Loss, metrics, L1/L2 penalties, optimizer and scheduler around the network called `network`.
 
-    Subclasses build the network from their own (saved) hyperparameters, so
-    `Subclass.load_from_checkpoint(path)` needs nothing but the checkpoint.
+    The network's name and arguments (`network_args`, the other keys of conf/model/) are saved as
+    hyperparameters, so `EMNISTClassifier.load_from_checkpoint(path)` rebuilds any family.
     """
 
     def __init__(
         self,
-        network: nn.Module,
-        num_classes: int,
-        optimizer: OptimizerFactory | None,
-        scheduler: LRSchedule | None,
-        l1: float,
-        l2: float,
-        compile: bool,
-        channels_last: bool = False,
+        network: str,
+        num_classes: int = NUM_CLASSES,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: LRSchedule | None = None,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        compile: bool = False,
+        **network_args: Any,
     ) -> None:
         super().__init__()
         if l1 < 0 or l2 < 0:
             raise ConfigError(f"regularization.l1={l1} and regularization.l2={l2} must be >= 0")
-        self.network = network
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.network = build_network(network, num_classes, **network_args)
         self.num_classes = num_classes
         self.optimizer_factory = optimizer
         self.schedule = scheduler
         self.l1, self.l2 = l1, l2
-        self.channels_last = channels_last
-        if channels_last:  # weights and inputs both NHWC, so convolutions need no layout changes
-            network.to(memory_format=torch.channels_last)
         if compile:
-            network.compile()  # in place, so checkpoints keep the plain parameter names
-        # Training accuracies come from one confusion matrix, updated every step: a third of the cost
-        # of updating two MulticlassAccuracy metrics (~46 vs ~135 us per CPU step, README: Performance).
+            self.network.compile()  # in place, so checkpoints keep the plain parameter names
+        # Training accuracies come from one confusion matrix updated every step, which costs a third
+        # of updating two MulticlassAccuracy metrics; they are logged once per epoch.
         self.train_loss = MeanMetric(nan_strategy="disable")
         self.train_confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
         self.val_metrics = accuracy_metrics(num_classes, "val/")
-        self.test_metrics = accuracy_metrics(num_classes, "test/")
+        self.test_metrics = accuracy_metrics(num_classes, "test/", calibration=True)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
         return self.network(images)
 
     def penalized_weights(self) -> Iterator[nn.Parameter]:
@@ -110,8 +115,8 @@ class EMNISTClassifier(L.LightningModule):
         data_loss = F.cross_entropy(logits, labels)
         penalty = self.weight_penalty() if self.l1 or self.l2 else None
         loss = data_loss if penalty is None else data_loss + penalty
-        # Metrics accumulate on the device and are logged once per epoch: logging the loss and two
-        # metric objects through self.log every step cost 7.45 vs 6.61 ms per MLP step (benchmark).
+        # Metrics accumulate on the device and are logged once per epoch: self.log on every step
+        # costs more than the rest of an MLP step's bookkeeping together.
         self.train_loss.update(loss.detach())
         self.train_confusion.update(logits.detach(), labels)
         if self.is_logging_step():
@@ -133,20 +138,20 @@ class EMNISTClassifier(L.LightningModule):
 
     def _evaluate(
         self, batch: tuple[torch.Tensor, torch.Tensor], metrics: MetricCollection, stage: str
-    ) -> dict[str, torch.Tensor]:
+    ) -> torch.Tensor:
         images, labels = batch
         logits = self(images)
-        loss = F.cross_entropy(logits, labels)
-        metrics.update(logits, labels)
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, labels), on_epoch=True, prog_bar=True)
+        metrics.update(logits.float(), labels)  # float: calibration bins of bf16 probabilities are coarse
         self.log_dict(metrics, on_epoch=True, prog_bar=True)
-        return {"logits": logits, "labels": labels, "images": images}
+        return logits
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        return self._evaluate(batch, self.val_metrics, "val")
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, "val")
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        return self._evaluate(batch, self.test_metrics, "test")
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> TestStepOutput:
+        logits = self._evaluate(batch, self.test_metrics, "test")
+        return TestStepOutput(logits, batch[1], batch[0])
 
     def on_validation_epoch_end(self) -> None:
         loss = self.trainer.callback_metrics.get("val/loss")
@@ -154,6 +159,14 @@ class EMNISTClassifier(L.LightningModule):
             raise FloatingPointError(
                 f"training diverged: validation loss is {loss.item()} after epoch {self.current_epoch}; "
                 "lower optimizer.lr or regularization coefficients"
+            )
+
+    def setup(self, stage: str) -> None:
+        data_classes = getattr(self.trainer.datamodule, "num_classes", self.num_classes)
+        if data_classes != self.num_classes:
+            raise CheckpointError(
+                f"the model predicts {self.num_classes} classes but the data has {data_classes}; "
+                "evaluate it on the split it was trained for"
             )
 
     def configure_optimizers(self) -> Optimizer | dict[str, Any]:
@@ -169,61 +182,17 @@ class EMNISTClassifier(L.LightningModule):
         )
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CLASS_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
-
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.network.parameters())
 
 
-class MLPClassifier(EMNISTClassifier):
-    """The MLP family: three or more hidden layers."""
-
-    def __init__(
-        self,
-        hidden_dims: Sequence[int] = (512, 256, 128),
-        activation: str = "relu",
-        batch_norm: bool = False,
-        dropout: float | Sequence[float] = 0.0,
-        num_classes: int = NUM_CLASSES,
-        optimizer: OptimizerFactory | None = None,
-        scheduler: LRSchedule | None = None,
-        l1: float = 0.0,
-        l2: float = 0.0,
-        compile: bool = False,
-    ) -> None:
-        network = MLP(hidden_dims, num_classes, activation, batch_norm, dropout)
-        super().__init__(network, num_classes, optimizer, scheduler, l1, l2, compile)
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
-
-
-class CNNClassifier(EMNISTClassifier):
-    """The CNN family: two or more conv layers, then a fully connected head."""
-
-    def __init__(
-        self,
-        channels: Sequence[int] = (32, 64),
-        kernel_size: int | Sequence[int] = 3,
-        pooling: str | Sequence[str] = "max",
-        head_dims: Sequence[int] = (256,),
-        activation: str = "relu",
-        batch_norm: bool = False,
-        conv_dropout: float = 0.0,
-        dropout: float = 0.0,
-        num_classes: int = NUM_CLASSES,
-        optimizer: OptimizerFactory | None = None,
-        scheduler: LRSchedule | None = None,
-        l1: float = 0.0,
-        l2: float = 0.0,
-        compile: bool = False,
-        channels_last: bool = False,
-    ) -> None:
-        network = CNN(
-            channels, num_classes, kernel_size, pooling, head_dims, activation, batch_norm, conv_dropout, dropout
-        )
-        super().__init__(network, num_classes, optimizer, scheduler, l1, l2, compile, channels_last)
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+# Checkpoints written before the network registry named their class instead of their network.
+LEGACY_CLASS_NETWORKS = {
+    "emnist_lightning.module.MLPClassifier": "mlp",
+    "emnist_lightning.module.CNNClassifier": "cnn",
+}
+LEGACY_CLASS_KEY = "emnist_lightning_class"
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -238,23 +207,29 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from err
 
 
-def resolve_class(qualified_name: str) -> type[EMNISTClassifier]:
-    module_name, _, class_name = qualified_name.rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, EMNISTClassifier)):
-        raise CheckpointError(f"checkpoint names class '{qualified_name}', which is not an emnist_lightning classifier")
-    return cls
+def classifier_arguments(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The EMNISTClassifier arguments a checkpoint was written with, also for the older format."""
+    arguments = dict(checkpoint.get("hyper_parameters") or {})
+    if "network" not in arguments:
+        network = LEGACY_CLASS_NETWORKS.get(checkpoint.get(LEGACY_CLASS_KEY, ""))
+        if network is None or "state_dict" not in checkpoint:
+            raise CheckpointError(
+                f"checkpoint '{path}' was not written by emnist_lightning's train.py; it cannot be used here"
+            )
+        arguments["network"] = network
+    return arguments
 
 
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> EMNISTClassifier:
-    """Rebuild whichever classifier wrote the checkpoint, with its trained weights."""
+    """Rebuild the classifier a checkpoint holds, with its trained weights; one clear error otherwise."""
     checkpoint = read_checkpoint(path)
-    if CLASS_KEY not in checkpoint or "state_dict" not in checkpoint:
-        raise CheckpointError(
-            f"checkpoint '{path}' was not written by emnist_lightning's train.py; it cannot be evaluated here"
-        )
-    cls = resolve_class(checkpoint[CLASS_KEY])
+    arguments = classifier_arguments(checkpoint, path)
     try:
-        return cls.load_from_checkpoint(path, map_location=map_location)
-    except (RuntimeError, TypeError, KeyError) as err:
-        raise CheckpointError(f"checkpoint '{path}' does not fit {cls.__name__}: {err}".splitlines()[0]) from err
+        model = EMNISTClassifier(**arguments)
+        model.load_state_dict(checkpoint["state_dict"])
+    except (RuntimeError, TypeError, KeyError, ConfigError) as err:
+        # load_state_dict's message opens with a header line; the first mismatch after it says why
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reason = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]
+        raise CheckpointError(f"checkpoint '{path}' does not fit an EMNISTClassifier: {reason}") from err
+    return model.to(map_location)

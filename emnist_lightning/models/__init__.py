@@ -1,0 +1,6 @@
+"""The model families as plain networks (`networks`), the one training module (`classifier`), schedules (`optim`)."""
+
+from emnist_lightning.models.classifier import EMNISTClassifier, load_classifier
+from emnist_lightning.models.networks import NETWORKS
+
+__all__ = ["NETWORKS", "EMNISTClassifier", "load_classifier"]

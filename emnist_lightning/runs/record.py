@@ -1,0 +1,135 @@
+"""What a run leaves for programs to compare: metrics.json (`RunRecord`) and TensorBoard's HParams.
+
+RunRecord is the one writer and reader of metrics.json; train, eval, the sweep report and the
+benchmark all go through it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from emnist_lightning.runs.context import RunContext
+
+METRICS_FILE = "metrics.json"
+
+
+@dataclass
+class RunRecord:
+    """One run's outcome. Accuracies are of the best checkpoint; absent values are left out of the file."""
+
+    status: str  # "completed" or "failed"
+    choices: dict[str, str] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    peak_rss_mb: float | None = None
+    val_acc: float | None = None
+    val_macro_acc: float | None = None
+    val_loss: float | None = None
+    test_acc: float | None = None
+    test_macro_acc: float | None = None
+    test_loss: float | None = None
+    test_ece: float | None = None  # expected calibration error
+    epochs: int | None = None
+    fit_seconds: float | None = None
+    params: int | None = None
+    best_checkpoint: str | None = None  # train: the checkpoint evaluated
+    checkpoint: str | None = None  # eval: the checkpoint tested
+    history: dict[str, list[float]] = field(default_factory=dict)  # validation metrics per epoch
+    seconds: dict[str, list[float]] = field(default_factory=dict)  # per train epoch, val pass, test pass
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    traceback: str | None = None
+
+    @classmethod
+    def of_run(cls, context: RunContext, status: str, **fields: Any) -> RunRecord:
+        return cls(status, choices=context.choices, overrides=context.overrides, peak_rss_mb=peak_rss_mb(), **fields)
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    def write(self, directory: Path) -> Path:
+        """Write metrics.json atomically, so a reader never sees half a file."""
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / METRICS_FILE
+        values = {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(values, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def read(cls, directory: Path) -> RunRecord | None:
+        """The record in `directory`, or None while the run has not written one. Unknown keys are ignored."""
+        path = directory / METRICS_FILE
+        if not path.is_file():
+            return None
+        values = json.loads(path.read_text())
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+def stage_metrics(results: list[dict[str, float]], stage: str) -> dict[str, float]:
+    """RunRecord fields such as {'val_acc': ..., 'val_macro_acc': ..., 'val_loss': ...} from
+    the results of trainer.validate or trainer.test."""
+    prefix = f"{stage}/"
+    return {
+        f"{stage}_{key.removeprefix(prefix)}": float(value)
+        for key, value in results[0].items()
+        if key.startswith(prefix)
+    }
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory (Linux VmHWM), or None where /proc is missing."""
+    try:
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return None
+    return int(line.split()[1]) / 1024
+
+
+def hparams_for_logger(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
+    """Flat scalars for TensorBoard's HParams dashboard: group choices plus the tunable values."""
+    params: dict[str, Any] = {f"choice/{group}": option for group, option in context.choices.items()}
+    for section in ("model", "optimizer", "scheduler", "regularization", "data"):
+        node = cfg.get(section)
+        if node is None:
+            continue
+        flat = flatten(OmegaConf.to_container(node, resolve=True), prefix=section)
+        params.update({k: v for k, v in flat.items() if not k.endswith("_target_") and not k.endswith("_partial_")})
+    params["seed"] = cfg.get("seed")
+    params["trainer.max_epochs"] = cfg.trainer.get("max_epochs")
+    return params
+
+
+def flatten(node: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(node, dict):
+        flat: dict[str, Any] = {}
+        for key, value in node.items():
+            flat.update(flatten(value, f"{prefix}.{key}"))
+        return flat
+    if isinstance(node, (list, tuple)):
+        return {prefix: str(list(node))}
+    return {prefix: node}
+
+
+def log_hparams(trainer: L.Trainer, cfg: DictConfig, context: RunContext, metrics: dict[str, float]) -> None:
+    """Write hyperparameters with their final metrics, for TensorBoard's HParams dashboard."""
+    params = hparams_for_logger(cfg, context)
+    hp_metrics = {f"hparams/{key}": value for key, value in metrics.items() if isinstance(value, float)}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(params, metrics=hp_metrics)
+        else:
+            logger.log_hyperparams(params)
