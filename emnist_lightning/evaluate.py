@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import logging
 
-import hydra
 import lightning as L
 from omegaconf import DictConfig
 
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.models import load_classifier
 from emnist_lightning.runs import build
-from emnist_lightning.runs.config import config_dir
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.record import RunRecord, stage_metrics
-from emnist_lightning.runs.task import run_task
+from emnist_lightning.runs.task import run_entry_point
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +35,8 @@ def evaluate(cfg: DictConfig, context: RunContext) -> float:
     return record.test_acc
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
-def main(cfg: DictConfig) -> float | None:
-    return run_task(evaluate, cfg)
+def main() -> None:
+    run_entry_point("eval", evaluate)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from rich.table import Table
 from emnist_lightning.pictures import plots
 from emnist_lightning.runs.record import RunRecord
 
-SWEEP_DIR_HINT = "pass a sweep dir such as outputs/train/multiruns/<time>"
+SWEEP_DIR_HINT = "pass a sweep dir such as outputs/train/multiruns/<time>, or a folder of runs (outputs/train/runs)"
 METRIC_COLUMNS = [
     "val_acc",
     "val_macro_acc",
@@ -65,7 +65,8 @@ def varied_parameters(frame: pd.DataFrame) -> list[str]:
     """Override keys whose values differ between jobs: what the sweep compares."""
     reserved = {"job", "status", "error", "history", *METRIC_COLUMNS}
     candidates = [c for c in frame.columns if c not in reserved]
-    varied = [c for c in candidates if frame[c].astype(str).nunique() > 1]
+    # a key some jobs leave unset varies too: count "unset" as a value of its own
+    varied = [c for c in candidates if frame[c].fillna("<unset>").astype(str).nunique() > 1]
     return varied or candidates
 
 
@@ -88,6 +89,8 @@ def collect(sweep_dir: Path) -> tuple[pd.DataFrame, list[str], int]:
 
 
 def configuration_label(row: pd.Series, varied: list[str]) -> str:
+    if not varied:  # single runs with the same overrides: their folders tell them apart
+        return str(row["job"])
     if len(varied) == 1:
         return str(row[varied[0]])
     return ", ".join(f"{key.split('.')[-1]}={row[key]}" for key in varied)

@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
-import hydra
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
-from emnist_lightning.runs import build
-from emnist_lightning.runs.config import config_dir
+from emnist_lightning.errors import ConfigError
+from emnist_lightning.runs import build, resume
+from emnist_lightning.runs.callbacks import early_stop_reason
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.record import RunRecord, log_hparams, stage_metrics
-from emnist_lightning.runs.task import run_task
+from emnist_lightning.runs.task import run_entry_point
 
 log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig, context: RunContext) -> float:
-    """Fit, then evaluate the best checkpoint on validation and test; returns best val accuracy."""
+    """Fit (or continue fitting, with resume=), then evaluate the best checkpoint on validation and
+    test; returns the best validation accuracy."""
+    resume_from = None
+    if cfg.get("resume"):
+        cfg = resume.resumed_config(cfg, context)
+        resume_from = Path(cfg.resume) / resume.LAST_CHECKPOINT
+        continue_tensorboard_after(cfg, resume.checkpoint_step(Path(cfg.resume)))
+    check_run_length(cfg.trainer)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build.build_datamodule(cfg)
     model = build.build_model(cfg)
@@ -28,24 +36,27 @@ def train(cfg: DictConfig, context: RunContext) -> float:
     trainer = build.build_trainer(cfg, callbacks.all)
 
     started_at = time.time()
-    trainer.fit(model, datamodule=datamodule)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     fit_seconds = time.time() - started_at
 
     checkpoint = trainer.checkpoint_callback
     # Without a checkpoint callback (callbacks.model_checkpoint=null) the final weights are evaluated.
     best = checkpoint.best_model_path or None if isinstance(checkpoint, ModelCheckpoint) else None
-    metrics = stage_metrics(trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False), "val")
-    metrics |= stage_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=best), "test")
+    metrics = stage_metrics(
+        trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True), "val"
+    )
+    metrics |= stage_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True), "test")
 
     log_hparams(trainer, cfg, context, metrics)
     record = RunRecord.of_run(
         context,
-        "completed",
+        "fast_dev_run" if cfg.trainer.get("fast_dev_run") else "completed",
         **metrics,
         epochs=trainer.current_epoch,
         fit_seconds=round(fit_seconds, 2),
         params=model.num_parameters,
         best_checkpoint=best,
+        stopped_early=early_stop_reason(trainer),
         history=callbacks.history.history,
         seconds=callbacks.timer.seconds,
         started_at=started_at,
@@ -63,9 +74,22 @@ def train(cfg: DictConfig, context: RunContext) -> float:
     return record.val_acc
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    return run_task(train, cfg)
+def check_run_length(trainer: DictConfig) -> None:
+    for key in ("max_epochs", "max_steps"):
+        if trainer.get(key) == 0:
+            raise ConfigError(f"trainer.{key}=0 trains nothing; set it to 1 or more (or -1 for no limit on steps)")
+
+
+def continue_tensorboard_after(cfg: DictConfig, step: int) -> None:
+    """Make the run's TensorBoard logs drop what the stopped run logged after its checkpoint, so every
+    curve continues as one series."""
+    for node in (cfg.get("logger") or {}).values():
+        if node is not None and str(node.get("_target_", "")).endswith("TensorBoardLogger"):
+            node.purge_step = step  # the first step after the checkpoint is logged at its global_step
+
+
+def main() -> None:
+    run_entry_point("train", train, prepare_arguments=resume.resume_arguments)
 
 
 if __name__ == "__main__":

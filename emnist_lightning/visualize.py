@@ -9,16 +9,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
 from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.pictures import analysis, plots
 from emnist_lightning.runs.build import build_datamodule
-from emnist_lightning.runs.config import config_dir
 from emnist_lightning.runs.context import RunContext
-from emnist_lightning.runs.task import run_task
+from emnist_lightning.runs.task import run_entry_point
 
 SUBCOMMANDS = {"data": "pictures of the dataset: samples per class, class distribution, mean images"}
 
@@ -54,11 +52,6 @@ def visualize_data(cfg: DictConfig, context: RunContext) -> None:
     print("wrote " + ", ".join(str(path) for path in paths))
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="visualize")
-def hydra_main(cfg: DictConfig) -> None:
-    run_task(visualize_data, cfg)
-
-
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in SUBCOMMANDS:
         choices = "\n".join(f"  {name:6s} {what}" for name, what in SUBCOMMANDS.items())
@@ -66,7 +59,7 @@ def main() -> None:
             f"usage: python -m emnist_lightning.visualize {{{','.join(SUBCOMMANDS)}}} [overrides]\n{choices}"
         )
     sys.argv.pop(1)  # the rest are Hydra overrides
-    hydra_main()
+    run_entry_point("visualize", visualize_data)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import pytest
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -177,3 +179,26 @@ def test_every_sweep_job_differs_from_the_first_only_as_named(tmp_path: Path, sw
         assert not unexplained, f"{job}: {unexplained} changed without being named"
         for name in named:
             assert any(owns(name, key) for key in changed), f"{job}: {name} is named but changes nothing"
+
+
+# Lightning's defaults that conf/trainer/default.yaml changes on purpose; the rest must match Lightning's.
+OUR_TRAINER_DEFAULTS = {"accelerator", "devices", "precision", "max_epochs", "deterministic", "default_root_dir"}
+BUILT_ELSEWHERE = {"logger", "callbacks", "plugins"}
+
+
+def test_trainer_config_lists_every_trainer_argument_with_lightnings_default(tmp_path: Path) -> None:
+    parameters = dict(inspect.signature(L.Trainer.__init__).parameters)
+    parameters.pop("self")
+    listed = OmegaConf.to_container(compose_train(tmp_path, "trainer=default").trainer, resolve=True)
+    listed.pop("_target_")
+    assert set(listed) == set(parameters) - BUILT_ELSEWHERE
+    for name, value in listed.items():
+        if name not in OUR_TRAINER_DEFAULTS | {"num_sanity_val_steps", "log_every_n_steps"}:
+            assert value == parameters[name].default, name
+    # Lightning documents None for these as "2" and "50"; the config spells the values out
+    assert (listed["num_sanity_val_steps"], listed["log_every_n_steps"]) == (2, 50)
+
+
+def test_any_trainer_argument_is_set_without_plus(tmp_path: Path) -> None:
+    cfg = compose_train(tmp_path, "trainer.limit_train_batches=10", "trainer.fast_dev_run=true", "trainer.strategy=ddp")
+    assert (cfg.trainer.limit_train_batches, cfg.trainer.fast_dev_run, cfg.trainer.strategy) == (10, True, "ddp")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -68,20 +69,25 @@ def test_run_logs_to_tensorboard(trained) -> None:
     assert len(scalars["val/acc"]) >= 3
 
 
-def test_eval_reproduces_test_metrics(trained, synthetic_dir: Path, tmp_path: Path) -> None:
-    _, run_dir = trained
+def assert_eval_reproduces(checkpoint: Path, recorded: Path, data_dir: Path, run_dir: Path) -> None:
+    """eval.py on `checkpoint` gives the test accuracy and loss of the metrics.json at `recorded`."""
     result = run_entry_point(
         "eval.py",
-        f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
-        f"data.data_dir={synthetic_dir}",
-        f"hydra.run.dir={tmp_path}",
+        f"ckpt_path={checkpoint}",
+        f"data.data_dir={data_dir}",
+        f"hydra.run.dir={run_dir}",
         "callbacks.progress_bar=null",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    evaluated = json.loads((tmp_path / "metrics.json").read_text())
-    trained_metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert evaluated["test_acc"] == pytest.approx(trained_metrics["test_acc"])
-    assert evaluated["test_loss"] == pytest.approx(trained_metrics["test_loss"], rel=1e-5)
+    evaluated = json.loads((run_dir / "metrics.json").read_text())
+    expected = json.loads(recorded.read_text())
+    assert evaluated["test_acc"] == pytest.approx(expected["test_acc"])
+    assert evaluated["test_loss"] == pytest.approx(expected["test_loss"], rel=1e-5)
+
+
+def test_eval_reproduces_test_metrics(trained, synthetic_dir: Path, tmp_path: Path) -> None:
+    _, run_dir = trained
+    assert_eval_reproduces(run_dir / "checkpoints" / "best.ckpt", run_dir / "metrics.json", synthetic_dir, tmp_path)
     assert (tmp_path / "confusion_matrix.png").is_file()
 
 
@@ -90,18 +96,7 @@ def test_checkpoint_of_the_older_format_evaluates_as_it_trained(
     family: str, synthetic_dir: Path, tmp_path: Path
 ) -> None:
     legacy = Path(__file__).parent / "data" / "legacy" / family
-    result = run_entry_point(
-        "eval.py",
-        f"ckpt_path={legacy / 'best.ckpt'}",
-        f"data.data_dir={synthetic_dir}",
-        f"hydra.run.dir={tmp_path}",
-        "callbacks.progress_bar=null",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    evaluated = json.loads((tmp_path / "metrics.json").read_text())
-    recorded = json.loads((legacy / "metrics.json").read_text())
-    assert evaluated["test_acc"] == pytest.approx(recorded["test_acc"])
-    assert evaluated["test_loss"] == pytest.approx(recorded["test_loss"], rel=1e-5)
+    assert_eval_reproduces(legacy / "best.ckpt", legacy / "metrics.json", synthetic_dir, tmp_path)
 
 
 def test_same_seed_same_metrics(synthetic_dir: Path, tmp_path: Path) -> None:
@@ -148,3 +143,71 @@ def test_bad_checkpoint_is_one_clear_line(synthetic_dir: Path, tmp_path: Path) -
     )
     assert_one_line_error(result, "broken.ckpt", "cannot be read")
     assert checkpoint.read_text() == "garbage"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragments"),
+    [
+        (["optimizer.lr=-0.1"], ["optimizer: Invalid learning rate: -0.1", "optimizer.* keys"]),
+        (["+optimizer.lrr=0.1"], ["optimizer:", "unexpected keyword argument 'lrr'"]),
+        (["model=cnn", "model.channels=[8,8,8,8,8,8]"], ["do not fit a 28x28 input", "fewer pooling layers"]),
+        (["trainer.max_epochs=0"], ["trainer.max_epochs=0 trains nothing"]),
+    ],
+    ids=["negative-lr", "unknown-optimizer-key", "too-many-pools-with-batch-norm", "zero-epochs"],
+)
+def test_bad_values_are_one_clear_line(synthetic_dir: Path, tmp_path: Path, overrides: list, fragments: list) -> None:
+    assert_one_line_error(train(tmp_path / "run", synthetic_dir, *overrides), *fragments)
+
+
+def test_a_corrupt_test_file_stops_the_run_before_training(fresh_synthetic_dir: Path, tmp_path: Path) -> None:
+    images = fresh_synthetic_dir / "emnist-balanced-test-images-idx3-ubyte.gz"
+    images.write_bytes(images.read_bytes()[:300])
+    result = train(tmp_path / "run", fresh_synthetic_dir)
+    assert_one_line_error(result, "emnist-balanced-test-images-idx3-ubyte.gz")
+    assert not (tmp_path / "run" / "checkpoints").exists(), "it trained before finding the bad file"
+
+
+def test_a_finished_run_is_never_overwritten(trained, synthetic_dir: Path) -> None:
+    _, run_dir = trained
+    kept = {path: path.read_bytes() for path in (run_dir / "metrics.json", run_dir / ".hydra" / "overrides.yaml")}
+    result = train(run_dir, synthetic_dir, "optimizer=sgd")
+    assert_one_line_error(result, "holds a completed run", "overwrite=true")
+    assert all(path.read_bytes() == content for path, content in kept.items())
+
+
+def test_outputs_that_cannot_be_written_are_one_clear_line(synthetic_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    result = run_entry_point(
+        "train.py", f"data.data_dir={synthetic_dir}", f"paths.log_dir={tmp_path / 'a-file' / 'out'}"
+    )
+    assert_one_line_error(result, "is a file, not a folder")
+    if not os.access("/proc/1", os.W_OK):  # a read-only place even for root
+        result = run_entry_point("train.py", f"data.data_dir={synthetic_dir}", "paths.log_dir=/proc/1/outputs")
+        assert_one_line_error(result, "'/proc/1' is not writable", "paths.log_dir")
+
+
+def test_a_sweep_whose_jobs_all_fail_exits_non_zero(synthetic_dir: Path, tmp_path: Path) -> None:
+    result = run_entry_point(
+        "train.py", "-m", f"data.data_dir={synthetic_dir}", f"hydra.sweep.dir={tmp_path}",
+        "model.hidden_dims=[32,32],[16,16]", "callbacks.progress_bar=null",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "all 2 jobs of the sweep" in result.stderr.strip().splitlines()[-1]
+
+
+def test_early_stopping_records_why(synthetic_dir: Path, tmp_path: Path) -> None:
+    result = train(
+        tmp_path / "run", synthetic_dir, *TINY["mlp"], "trainer.max_epochs=30", "callbacks.early_stopping.patience=1",
+        "callbacks.early_stopping.min_delta=0.5",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["epochs"] < 30 and "val/acc" in metrics["stopped_early"]
+
+
+def test_fast_dev_run_is_recorded_as_what_it_is(synthetic_dir: Path, tmp_path: Path) -> None:
+    result = train(
+        tmp_path / "run", synthetic_dir, *TINY["mlp"], "trainer.limit_train_batches=10", "trainer.fast_dev_run=true"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "fast_dev_run"

@@ -54,8 +54,9 @@ def test_checkpoint_keeps_normalisation(tmp_path: Path, datamodule: EMNISTDataMo
     trainer = quick_trainer(tmp_path)
     trainer.fit(EMNISTClassifier(**model_arguments(hidden_dims=[8, 8, 8]), optimizer=torch.optim.SGD), datamodule)
     trainer.save_checkpoint(tmp_path / "m.ckpt")
-    saved = torch.load(tmp_path / "m.ckpt", weights_only=False)["EMNISTDataModule"]
-    assert saved == {"mean": datamodule.mean, "std": datamodule.std}
+    saved = torch.load(tmp_path / "m.ckpt", weights_only=True)["EMNISTDataModule"]
+    assert (saved["mean"], saved["std"]) == (datamodule.mean, datamodule.std)
+    assert (saved["epoch"], saved["batches_done"]) == (1, 0)  # after fitting one epoch: epoch 1 from its start
 
 
 @pytest.mark.parametrize(("family", "network"), [("mlp", MLP), ("cnn", CNN)])

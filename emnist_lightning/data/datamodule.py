@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -43,25 +44,48 @@ def stratified_split(labels: torch.Tensor, val_fraction: float, seed: int) -> tu
     return in_train.nonzero().squeeze(1), val_indices
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's shuffle. Each epoch's order depends on (seed, epoch) alone, so a run
+    resumed from a checkpoint sees the same batches as one that never stopped."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
 class IndexBatches(Sampler[torch.Tensor]):
     """Batches of indices as slices of one permutation per epoch, made on the data's device.
 
     Compared with BatchSampler(RandomSampler), no Python list is built per batch, and for
-    device-resident data the indices never cross from the host during the epoch.
+    device-resident data the indices never cross from the host during the epoch. Lightning calls
+    `set_epoch` before every epoch; `resume_at` skips the batches an interrupted epoch already trained.
     """
 
     def __init__(self, size: int, batch_size: int, shuffle: bool, seed: int, device: torch.device | None) -> None:
-        self.size, self.batch_size, self.shuffle = size, batch_size, shuffle
+        self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
         self.device = device or torch.device("cpu")
-        self.generator = torch.Generator().manual_seed(seed)  # advances every epoch, reproducibly
+        self.epoch = 0
+        self.resume_position: tuple[int, int] | None = None  # (epoch, batches already trained)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        self.resume_position = (epoch, batches_done)
 
     def __len__(self) -> int:
         return -(-self.size // self.batch_size)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        order = torch.randperm(self.size, generator=self.generator) if self.shuffle else torch.arange(self.size)
-        order = order.to(self.device)
-        yield from order.split(self.batch_size)
+        if self.shuffle:
+            order = torch.randperm(
+                self.size, generator=torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+            )
+        else:
+            order = torch.arange(self.size)
+        batches = order.to(self.device).split(self.batch_size)
+        skip = 0
+        if self.resume_position is not None and self.resume_position[0] == self.epoch:
+            skip = self.resume_position[1]
+        self.resume_position = None
+        yield from batches[skip:]
 
 
 class InMemoryDataset(Dataset):
@@ -113,6 +137,7 @@ class EMNISTDataModule(L.LightningDataModule):
         self.train_set: Split | None = None
         self.val_set: Split | None = None
         self.test_set: Split | None = None
+        self.resume_position: tuple[int, int] | None = None  # (epoch, batches trained), from a checkpoint
 
     @property
     def num_classes(self) -> int:
@@ -122,8 +147,8 @@ class EMNISTDataModule(L.LightningDataModule):
         ensure_files(self.data_dir, self.download)
 
     def setup(self, stage: str | None = None) -> None:
-        """Load what `stage` needs: train and validation for fitting (and their normalisation stats),
-        the test split alone for testing, whose stats come from the checkpoint or an earlier fit."""
+        """Load what `stage` needs: for fitting, train and validation (with their normalisation stats) and
+        the test split; for testing, the test split alone, whose stats come from the checkpoint."""
         ensure_files(self.data_dir, download=False)
         self.classes = read_classes(self.data_dir)
         if stage in ("fit", "validate", None) and self.train_set is None:
@@ -131,7 +156,8 @@ class EMNISTDataModule(L.LightningDataModule):
             train_indices, val_indices = stratified_split(full_train.labels, self.val_fraction, self.seed)
             self.train_set, self.val_set = full_train.subset(train_indices), full_train.subset(val_indices)
             self.mean, self.std = pixel_stats(self.train_set.images)
-        if stage in ("test", "predict", None) and self.test_set is None:
+        # Fitting reads (and so validates) the test files too: a corrupt one then costs seconds, not a training.
+        if stage in ("fit", "test", "predict", None) and self.test_set is None:
             self.test_set = load_split(self.data_dir, "test")
         device = self.resident_device()
         if device is not None:
@@ -150,7 +176,10 @@ class EMNISTDataModule(L.LightningDataModule):
         return device
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
+        loader = self._loader(self.train_set, self.batch_size, shuffle=True)
+        if self.resume_position is not None:
+            loader.sampler.resume_at(*self.resume_position)
+        return loader
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
@@ -170,6 +199,9 @@ class EMNISTDataModule(L.LightningDataModule):
             sampler=IndexBatches(len(split), batch_size, shuffle, self.seed, device),
             batch_size=None,  # the dataset is indexed by a whole batch at once
             pin_memory=self.pin_memory and device.type == "cpu" and torch.cuda.is_available(),
+            # Its own generator: otherwise every new iterator draws a seed from the global RNG, which
+            # would make dropout masks depend on how many loaders a run created (sanity checks, resumes).
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
@@ -188,9 +220,21 @@ class EMNISTDataModule(L.LightningDataModule):
         images, labels = batch
         return self.normalize(images), labels
 
-    # Saved in checkpoints so that evaluation normalises exactly as training did.
-    def state_dict(self) -> dict[str, float | None]:
-        return {"mean": self.mean, "std": self.std}
+    # Saved in checkpoints: the normalisation, so that evaluation normalises exactly as training did,
+    # and where training stood in its epoch, so that a run resumed mid-epoch skips what it trained.
+    def state_dict(self) -> dict[str, float | int | None]:
+        state: dict[str, float | int | None] = {"mean": self.mean, "std": self.std}
+        if self.trainer is not None and self.trainer.state.fn == "fit":
+            epochs, batches = (
+                self.trainer.fit_loop.epoch_progress.current,
+                self.trainer.fit_loop.epoch_loop.batch_progress,
+            )
+            in_epoch = epochs.started > epochs.processed  # else the batch count is the finished epoch's
+            state["epoch"] = epochs.processed  # the epoch number Lightning gives the sampler
+            state["batches_done"] = batches.current.processed if in_epoch else 0
+        return state
 
-    def load_state_dict(self, state_dict: dict[str, float | None]) -> None:
+    def load_state_dict(self, state_dict: dict[str, float | int | None]) -> None:
         self.mean, self.std = state_dict["mean"], state_dict["std"]
+        if "epoch" in state_dict:
+            self.resume_position = (int(state_dict["epoch"]), int(state_dict["batches_done"]))

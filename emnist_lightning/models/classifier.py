@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import lightning as L
@@ -131,6 +130,8 @@ class EMNISTClassifier(L.LightningModule):
         return (self.global_step + 1) % self.trainer.log_every_n_steps == 0
 
     def on_train_epoch_end(self) -> None:
+        if not self.train_loss.update_called:  # resumed after this epoch's last step: it was logged before
+            return
         self.log("train/loss", self.train_loss.compute())
         self.log_dict({f"train/{name}": value for name, value in accuracies(self.train_confusion.compute()).items()})
         self.train_loss.reset()
@@ -172,7 +173,10 @@ class EMNISTClassifier(L.LightningModule):
     def configure_optimizers(self) -> Optimizer | dict[str, Any]:
         if self.optimizer_factory is None:
             raise ConfigError("this module was built without an optimizer; pass optimizer=... to train it")
-        optimizer = self.optimizer_factory(params=self.parameters())
+        try:
+            optimizer = self.optimizer_factory(params=self.parameters())
+        except (TypeError, ValueError) as err:  # an unknown key or a value the optimizer refuses
+            raise ConfigError(f"optimizer: {str(err).replace('__init__() ', '')}; fix the optimizer.* keys") from err
         if self.schedule is None:
             return optimizer
         scheduler = self.schedule.lightning_config(
@@ -185,51 +189,3 @@ class EMNISTClassifier(L.LightningModule):
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.network.parameters())
-
-
-# Checkpoints written before the network registry named their class instead of their network.
-LEGACY_CLASS_NETWORKS = {
-    "emnist_lightning.module.MLPClassifier": "mlp",
-    "emnist_lightning.module.CNNClassifier": "cnn",
-}
-LEGACY_CLASS_KEY = "emnist_lightning_class"
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint '{path}' does not exist; pass ckpt_path= a .ckpt file written by train.py")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise CheckpointError(
-            f"checkpoint '{path}' cannot be read ({type(err).__name__}); it is corrupt or not a checkpoint"
-        ) from err
-
-
-def classifier_arguments(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """The EMNISTClassifier arguments a checkpoint was written with, also for the older format."""
-    arguments = dict(checkpoint.get("hyper_parameters") or {})
-    if "network" not in arguments:
-        network = LEGACY_CLASS_NETWORKS.get(checkpoint.get(LEGACY_CLASS_KEY, ""))
-        if network is None or "state_dict" not in checkpoint:
-            raise CheckpointError(
-                f"checkpoint '{path}' was not written by emnist_lightning's train.py; it cannot be used here"
-            )
-        arguments["network"] = network
-    return arguments
-
-
-def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> EMNISTClassifier:
-    """Rebuild the classifier a checkpoint holds, with its trained weights; one clear error otherwise."""
-    checkpoint = read_checkpoint(path)
-    arguments = classifier_arguments(checkpoint, path)
-    try:
-        model = EMNISTClassifier(**arguments)
-        model.load_state_dict(checkpoint["state_dict"])
-    except (RuntimeError, TypeError, KeyError, ConfigError) as err:
-        # load_state_dict's message opens with a header line; the first mismatch after it says why
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        reason = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]
-        raise CheckpointError(f"checkpoint '{path}' does not fit an EMNISTClassifier: {reason}") from err
-    return model.to(map_location)

@@ -155,10 +155,13 @@ class CNN(nn.Module):
 
     @torch.no_grad()
     def _feature_shape(self) -> torch.Size:
+        self.features.eval()  # batch norm in training mode refuses the probe's single 1x1 value
         try:
             return self.features(torch.zeros(1, *IMAGE_SHAPE)).shape[1:]
         except RuntimeError as err:  # a pool on a 1x1 map fails before we can check the size
             raise ConfigError(f"the conv blocks do not fit a 28x28 input ({err}); use fewer pooling layers") from err
+        finally:
+            self.features.train()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:

@@ -42,7 +42,7 @@ class DatasetSamples(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         datamodule = trainer.datamodule
-        if datamodule is None:  # trained from plain dataloaders: no classes to draw
+        if datamodule is None or trainer.ckpt_path:  # plain dataloaders have no classes; a resumed run drew it
             return
         train = datamodule.train_set
         samples = analysis.samples_per_class(
@@ -52,7 +52,25 @@ class DatasetSamples(L.Callback):
         trainer_sink(trainer, self.output_dir).publish(fig, "dataset_samples.png", "data/samples")
 
 
-class TestDiagnostics(L.Callback):
+class TestStepCallback(L.Callback):
+    """A callback that reads what each `test_step` returned, through `collect`."""
+
+    def collect(self, outputs: TestStepOutput, batch_idx: int) -> None:
+        raise NotImplementedError
+
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: TestStepOutput,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self.collect(outputs, batch_idx)
+
+
+class TestDiagnostics(TestStepCallback):
     """Gathers the test pass's predictions, then writes the test report (`test_report.py`)."""
 
     def __init__(self, output_dir: str | Path, **settings: Any) -> None:
@@ -64,15 +82,7 @@ class TestDiagnostics(L.Callback):
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.batches = []
 
-    def on_test_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: TestStepOutput,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
+    def collect(self, outputs: TestStepOutput, batch_idx: int) -> None:
         probabilities = outputs.logits.float().softmax(dim=1)
         self.batches.append((probabilities.cpu(), outputs.labels.cpu(), display_images(outputs.images)))
 
@@ -85,7 +95,7 @@ class TestDiagnostics(L.Callback):
         log.info("Saved test diagnostics in %s", self.output_dir)
 
 
-class ModelPictures(L.Callback):
+class ModelPictures(TestStepCallback):
     """After testing: what the network learned. CNN: first-layer filters and the feature maps of
     one test image per conv block. MLP: first-layer weights of the strongest units as 28x28 images."""
 
@@ -93,15 +103,7 @@ class ModelPictures(L.Callback):
         self.output_dir, self.units, self.channels = Path(output_dir), units, channels
         self.first_image: torch.Tensor | None = None
 
-    def on_test_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: TestStepOutput,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
+    def collect(self, outputs: TestStepOutput, batch_idx: int) -> None:
         if batch_idx == 0:
             self.first_image = outputs.images[:1].detach()
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.plugins import TorchCheckpointIO
 from omegaconf import DictConfig
 
 from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.models import EMNISTClassifier
-from emnist_lightning.runs.callbacks import EpochTimer, MetricHistory
+from emnist_lightning.runs.callbacks import EpochTimer, GracefulStop, MetricHistory, RandomState
 
 
 def build_datamodule(cfg: DictConfig) -> EMNISTDataModule:
@@ -30,8 +35,10 @@ def build_model(cfg: DictConfig) -> EMNISTClassifier:
 
 
 def build_entries(group: DictConfig | None) -> list:
-    """Instantiate every non-null entry of a group of objects, `callbacks` or `logger` (null switches one off)."""
-    return [instantiate(node) for node in (group or {}).values() if node is not None]
+    """Instantiate every non-null entry of a group of objects, `callbacks` or `logger` (null switches one
+    off, and so does a factory that returns None, such as early stopping without a patience)."""
+    built = (instantiate(node) for node in (group or {}).values() if node is not None)
+    return [entry for entry in built if entry is not None]
 
 
 @dataclass
@@ -46,10 +53,33 @@ class TrainingCallbacks:
 def build_training_callbacks(cfg: DictConfig) -> TrainingCallbacks:
     history, timer = MetricHistory(), EpochTimer()
     # The timer runs first, so a pass's time excludes the figures other callbacks draw after it.
-    return TrainingCallbacks(history, timer, [timer, history, *build_entries(cfg.get("callbacks"))])
+    bookkeeping = [timer, history, RandomState(), GracefulStop()]
+    return TrainingCallbacks(history, timer, [*bookkeeping, *build_entries(cfg.get("callbacks"))])
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint to a temporary file beside it, then renames it into place, so a process killed
+    mid-write leaves the previous checkpoint whole (a rename within a folder is atomic)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        with open(partial, "wb") as file:
+            torch.save(checkpoint, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[L.Callback]) -> L.Trainer:
+    """The configured Trainer with these callbacks, the run's loggers and atomic checkpoint writes."""
     # The callbacks group alone decides the progress bar: without one Lightning would add its tqdm bar.
     no_bar = {} if any(isinstance(callback, ProgressBar) for callback in callbacks) else {"enable_progress_bar": False}
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=build_entries(cfg.get("logger")), **no_bar)
+    return instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=build_entries(cfg.get("logger")),
+        plugins=[AtomicCheckpointIO()],
+        **no_bar,
+    )

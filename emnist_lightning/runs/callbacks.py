@@ -1,10 +1,24 @@
-"""Callbacks that keep a run's bookkeeping for its record: validation history and pass times."""
+"""Callbacks that keep a run's bookkeeping and make it resumable: validation history, pass times,
+random-number states, and a clean stop on Ctrl-C or SIGTERM. Their state travels in checkpoints."""
 
 from __future__ import annotations
 
+import logging
+import os
+import random
+import signal
+import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger(__name__)
 
 
 class MetricHistory(L.Callback):
@@ -21,6 +35,12 @@ class MetricHistory(L.Callback):
             value = trainer.callback_metrics.get(key)
             self.history[key].append(float(value) if value is not None else float("nan"))
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = state_dict["history"]
+
 
 class EpochTimer(L.Callback):
     """Wall time of every training epoch and validation pass, logged and kept for metrics.json."""
@@ -29,10 +49,18 @@ class EpochTimer(L.Callback):
         self.seconds: dict[str, list[float]] = {"train_epoch": [], "val_epoch": [], "test": []}
         self._started: dict[str, float] = {}
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"seconds": self.seconds}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.seconds = state_dict["seconds"]
+
     def _start(self, phase: str) -> None:
         self._started[phase] = time.perf_counter()
 
     def _stop(self, phase: str, pl_module: L.LightningModule) -> None:
+        if phase not in self._started:  # a resumed run ends the checkpoint's epoch without starting it
+            return
         elapsed = time.perf_counter() - self._started.pop(phase)
         self.seconds[phase].append(elapsed)
         if pl_module.trainer.state.fn == "fit" and phase != "test":
@@ -57,3 +85,95 @@ class EpochTimer(L.Callback):
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._stop("test", pl_module)
+
+
+class RandomState(L.Callback):
+    """Saves the random-number generators' states in every checkpoint and restores them on resume,
+    so dropout masks after a resume are the ones an uninterrupted run would draw."""
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, position, has_gauss, cached = np.random.get_state()
+        state = {
+            "torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.copy()), position, has_gauss, cached],
+            "python": random.getstate(),
+        }
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        kind, keys, position, has_gauss, cached = state_dict["numpy"]
+        np.random.set_state((kind, keys.numpy(), position, has_gauss, cached))
+        random.setstate(state_dict["python"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+# Exit statuses of a process stopped by a signal, as shells report them (128 + signal number).
+INTERRUPT_EXIT_CODES = {"SIGINT": 128 + signal.SIGINT, "SIGTERM": 128 + signal.SIGTERM}
+_ctrl_c_pressed = threading.Event()
+
+
+def interrupting_signal(error: BaseException) -> str | None:
+    """'SIGINT' or 'SIGTERM' when `error` is a clean stop on that signal, else None."""
+    if not isinstance(error, SIGTERMException):
+        return None
+    return "SIGINT" if _ctrl_c_pressed.is_set() else "SIGTERM"
+
+
+def last_checkpoint_path(trainer: L.Trainer) -> Path:
+    """Where the run keeps last.ckpt: beside its best checkpoint, else in <root>/checkpoints."""
+    callback = trainer.checkpoint_callback
+    if isinstance(callback, ModelCheckpoint) and callback.dirpath:
+        return Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
+    return Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+
+
+class GracefulStop(L.Callback):
+    """SIGTERM, what a cluster sends before preemption, makes Lightning stop after the current step,
+    once its logs are written; the first Ctrl-C is turned into that same SIGTERM, and a second one stops
+    at once. Either way last.ckpt is saved before the stop leaves `fit`, so the run can be resumed."""
+
+    def __init__(self) -> None:
+        self._previous_handler: Any = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live on the main thread
+            self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if _ctrl_c_pressed.is_set():
+            raise KeyboardInterrupt
+        _ctrl_c_pressed.set()
+        log.warning("Ctrl-C: stopping after this step and saving last.ckpt (press Ctrl-C again to stop at once)")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore_handler()
+        if interrupting_signal(exception) is not None:
+            path = last_checkpoint_path(trainer)
+            trainer.save_checkpoint(path)
+            log.info("Saved %s", path)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._restore_handler()
+
+    def _restore_handler(self) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None
+
+
+def early_stopping(patience: int | None, **settings: Any) -> EarlyStopping | None:
+    """Lightning's EarlyStopping, or None (no callback) while `patience` is null."""
+    return None if patience is None else EarlyStopping(patience=patience, **settings)
+
+
+def early_stop_reason(trainer: L.Trainer) -> str | None:
+    """Why early stopping ended the run, or None if it did not."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, EarlyStopping) and callback.stopped_epoch:
+            return callback.stopping_reason_message
+    return None

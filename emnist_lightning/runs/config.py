@@ -1,4 +1,4 @@
-"""Where the Hydra configs live, and composing one outside a Hydra run (tests, benchmarks)."""
+"""Where the Hydra configs live, composing one outside a Hydra run (tests, benchmarks), reading a command line."""
 
 from __future__ import annotations
 
@@ -26,3 +26,9 @@ def compose(config_name: str, overrides: list[str], output_dir: Path) -> DictCon
         )
     HydraConfig.instance().set_config(cfg)  # `${hydra:...}` interpolations read it
     return cfg
+
+
+def argument_value(arguments: list[str], key: str) -> str | None:
+    """The value a command line gives `key` (the last one wins, as in Hydra), or None."""
+    values = [argument.split("=", 1)[1] for argument in arguments if argument.lstrip("+~").startswith(f"{key}=")]
+    return values[-1] if values else None

@@ -26,7 +26,7 @@ METRICS_FILE = "metrics.json"
 class RunRecord:
     """One run's outcome. Accuracies are of the best checkpoint; absent values are left out of the file."""
 
-    status: str  # "completed" or "failed"
+    status: str  # completed, failed, interrupted (resumable), or fast_dev_run (a smoke test, not a trained model)
     choices: dict[str, str] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
     peak_rss_mb: float | None = None
@@ -41,6 +41,7 @@ class RunRecord:
     fit_seconds: float | None = None
     params: int | None = None
     best_checkpoint: str | None = None  # train: the checkpoint evaluated
+    stopped_early: str | None = None  # why early stopping ended training, when it did
     checkpoint: str | None = None  # eval: the checkpoint tested
     history: dict[str, list[float]] = field(default_factory=dict)  # validation metrics per epoch
     seconds: dict[str, list[float]] = field(default_factory=dict)  # per train epoch, val pass, test pass

@@ -1,32 +1,95 @@
-"""Running one job of an entry point: process settings once, then the task, failing clearly."""
+"""Running an entry point: the command line, process settings once, then the task, failing clearly."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
+import hydra
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from emnist_lightning.errors import find_user_error
+from emnist_lightning.errors import ConfigError, UserError, find_user_error
+from emnist_lightning.runs.callbacks import INTERRUPT_EXIT_CODES, interrupting_signal
+from emnist_lightning.runs.config import argument_value, config_dir
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.host import configure_host
-from emnist_lightning.runs.record import RunRecord
+from emnist_lightning.runs.record import METRICS_FILE, RunRecord
+from emnist_lightning.runs.resume import LAST_CHECKPOINT
 
 log = logging.getLogger(__name__)
 
 Task = Callable[[DictConfig, RunContext], "float | None"]
 
 
+def run_entry_point(
+    config_name: str, task: Task, prepare_arguments: Callable[[list[str]], list[str]] | None = None
+) -> None:
+    """Run `task` as a Hydra app of conf/<config_name>.yaml on this process's command line, which
+    `prepare_arguments` may rewrite first (as resume= does); a user error there is one line too."""
+    arguments = sys.argv[1:]
+    try:
+        if not any(argument.startswith("resume=") for argument in arguments):
+            check_output_location(arguments)
+        arguments = prepare_arguments(arguments) if prepare_arguments else arguments
+    except UserError as err:
+        fail(str(err))
+    sys.argv = [sys.argv[0], *arguments]
+
+    @hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)
+    def hydra_app(cfg: DictConfig) -> float | None:
+        return run_task(task, cfg)
+
+    hydra_app()
+
+
+def check_output_location(arguments: list[str]) -> None:
+    """Before Hydra writes anything: the run's folder must not hold a finished run, and its place must be
+    writable. Hydra would otherwise overwrite .hydra/ and the log, or fail with a traceback."""
+    multirun = "-m" in arguments or "--multirun" in arguments
+    explicit = argument_value(arguments, "hydra.sweep.dir" if multirun else "hydra.run.dir")
+    if explicit and not multirun and argument_value(arguments, "overwrite") not in ("true", "True"):
+        record = RunRecord.read(Path(explicit))
+        if record is not None and record.status in ("completed", "interrupted"):
+            advice = f"resume it with resume={explicit}" if record.status == "interrupted" else "choose another folder"
+            raise ConfigError(
+                f"hydra.run.dir={explicit} holds a {record.status} run; {advice}, or add overwrite=true to replace it"
+            )
+    target = Path(explicit or argument_value(arguments, "paths.log_dir") or "outputs").expanduser().absolute()
+    existing = next(folder for folder in (target, *target.parents) if folder.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"cannot write run outputs to '{target}': '{existing}' is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"cannot write run outputs to '{target}': '{existing}' is not writable; point paths.log_dir "
+            "(or hydra.run.dir) at a folder you can write to"
+        )
+
+
+def fail(message: str, exit_code: int = 1) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(exit_code)
+
+
 def run_task(task: Task, cfg: DictConfig) -> float | None:
-    """Run one job. A user error ends a single run with one line and exit status 1; in a
-    multirun any failure is recorded in the job's metrics.json and the sweep goes on."""
-    context = RunContext.from_hydra()
+    """Run one job. A user error ends a single run with one line and exit status 1; in a multirun any
+    failure is recorded in the job's metrics.json and the sweep goes on. Ctrl-C or SIGTERM records the
+    run as interrupted, with how to resume it, and ends the process."""
+    context = RunContext.from_hydra(cfg)
     configure_host(cfg)
     try:
         return task(cfg, context)
-    except Exception as err:
+    except BaseException as err:
+        signal_name = interrupting_signal(err)
+        if signal_name is not None:
+            record_interruption(context, signal_name)
+            raise SystemExit(INTERRUPT_EXIT_CODES[signal_name]) from None
+        if not isinstance(err, Exception):
+            raise
         user_error = find_user_error(err) or (err if isinstance(err, FloatingPointError) else None)
         message = str(user_error) if user_error is not None else f"{type(err).__name__}: {err}"
         RunRecord.of_run(context, "failed", error=message, traceback=traceback.format_exc()).write(context.output_dir)
@@ -35,5 +98,24 @@ def run_task(task: Task, cfg: DictConfig) -> float | None:
             return None
         if user_error is None:
             raise
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(1) from None
+        fail(message)
+        return None
+
+
+def record_interruption(context: RunContext, signal_name: str) -> None:
+    resumable = (context.output_dir / LAST_CHECKPOINT).is_file()
+    how = f"resume with: python train.py resume={context.output_dir}" if resumable else "no checkpoint to resume from"
+    message = f"stopped by {signal_name}; {how}"
+    RunRecord.of_run(context, "interrupted", error=message).write(context.output_dir)
+    print(f"interrupted: {message}", file=sys.stderr)
+
+
+class SweepOutcome(Callback):
+    """After a multirun, in the launching process: exit with status 1 when no job completed, so that
+    scripts and CI notice a sweep that produced nothing."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        records = [RunRecord.read(path.parent) for path in sweep_dir.rglob(METRICS_FILE)]
+        if records and not any(record is not None and record.completed for record in records):
+            fail(f"all {len(records)} jobs of the sweep in {sweep_dir} failed; their metrics.json files say why")

@@ -1,0 +1,81 @@
+"""Reading checkpoints safely and rebuilding the classifier they hold.
+
+Every checkpoint is read with `torch.load(weights_only=True)`: tensors, numbers, strings and containers
+only, so a crafted file cannot run code when it is opened. The few other types Lightning's checkpoints
+hold are allowed by name (`SAFE_GLOBALS`). Lightning's own loading (`trainer.fit/test(ckpt_path=...)`) is
+called with `weights_only=True` too, and sees the same list.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from emnist_lightning.errors import CheckpointError, ConfigError
+from emnist_lightning.models.classifier import EMNISTClassifier
+
+# Types besides tensors and plain containers that the checkpoints of train.py hold.
+SAFE_GLOBALS: list[Any] = []
+torch.serialization.add_safe_globals(SAFE_GLOBALS)
+
+# Checkpoints written before the network registry named their class instead of their network.
+LEGACY_CLASS_NETWORKS = {
+    "emnist_lightning.module.MLPClassifier": "mlp",
+    "emnist_lightning.module.CNNClassifier": "cnn",
+}
+LEGACY_CLASS_KEY = "emnist_lightning_class"
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's content, read without running any code it may carry."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist; pass ckpt_path= a .ckpt file written by train.py")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        blocked = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if blocked is None:
+            raise CheckpointError(
+                f"checkpoint '{path}' cannot be read (not plain checkpoint data); it is corrupt or not a checkpoint"
+            ) from err
+        raise CheckpointError(
+            f"checkpoint '{path}' holds code or objects other than weights ({blocked.group(1)}), which would run "
+            "when loaded; it was not written by emnist_lightning, so it is refused"
+        ) from err
+    except Exception as err:
+        raise CheckpointError(
+            f"checkpoint '{path}' cannot be read ({type(err).__name__}); it is corrupt or not a checkpoint"
+        ) from err
+
+
+def classifier_arguments(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The EMNISTClassifier arguments a checkpoint was written with, also for the older format."""
+    arguments = dict(checkpoint.get("hyper_parameters") or {})
+    if "network" not in arguments:
+        network = LEGACY_CLASS_NETWORKS.get(checkpoint.get(LEGACY_CLASS_KEY, ""))
+        if network is None or "state_dict" not in checkpoint:
+            raise CheckpointError(
+                f"checkpoint '{path}' was not written by emnist_lightning's train.py; it cannot be used here"
+            )
+        arguments["network"] = network
+    return arguments
+
+
+def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> EMNISTClassifier:
+    """Rebuild the classifier a checkpoint holds, with its trained weights; one clear error otherwise."""
+    checkpoint = read_checkpoint(path)
+    arguments = classifier_arguments(checkpoint, path)
+    try:
+        model = EMNISTClassifier(**arguments)
+        model.load_state_dict(checkpoint["state_dict"])
+    except (RuntimeError, TypeError, KeyError, ConfigError) as err:
+        # load_state_dict's message opens with a header line; the first mismatch after it says why
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reason = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]
+        raise CheckpointError(f"checkpoint '{path}' does not fit an EMNISTClassifier: {reason}") from err
+    return model.to(map_location)

@@ -1,0 +1,99 @@
+"""Continuing a stopped run in its own folder: `python train.py resume=<run dir> [trainer.max_epochs=N]`.
+
+The run's composed config (`.hydra/config.yaml`) is reused as it was, and Hydra writes no new `.hydra/`
+files. Only keys that cannot change what was trained so far may be given again. Training continues from
+`checkpoints/last.ckpt` with its epoch, optimizer, scheduler, metric and random states, and logs into the
+same TensorBoard folder, whose events after the checkpoint's step are replaced.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from emnist_lightning.errors import ConfigError
+from emnist_lightning.models.checkpoints import read_checkpoint
+from emnist_lightning.runs.config import argument_value
+from emnist_lightning.runs.context import RunContext
+
+# Keys a resumed run may set: where the data is, how the process runs, and a longer run.
+RESUMABLE_KEYS = ("trainer.max_epochs", "data.data_dir", "data.download", "num_threads", "reuse_freed_memory")
+RESUMABLE_PREFIXES = ("callbacks.progress_bar",)
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+
+
+def override_key(argument: str) -> str:
+    return argument.split("=", 1)[0].lstrip("+~")
+
+
+def is_resumable(key: str) -> bool:
+    return key in RESUMABLE_KEYS or key.startswith(RESUMABLE_PREFIXES)
+
+
+def check_run_dir(run_dir: Path) -> None:
+    if not (run_dir / ".hydra" / "config.yaml").is_file():
+        raise ConfigError(f"resume={run_dir}: not a run folder (no .hydra/config.yaml); pass the folder a run wrote")
+    if not (run_dir / LAST_CHECKPOINT).is_file():
+        raise ConfigError(
+            f"resume={run_dir}: the run saved no {LAST_CHECKPOINT} (it stopped before its first epoch ended, or "
+            "checkpointing was off); start it again instead"
+        )
+
+
+def resume_arguments(arguments: list[str]) -> list[str]:
+    """The command line with `resume=<dir>` turned into what Hydra needs to run in that folder again;
+    any other command line is returned as it is. Everything is checked here, before Hydra writes to
+    the folder, so a refused resume leaves the run as it was."""
+    run_dir_value = argument_value(arguments, "resume")
+    if run_dir_value is None:
+        return arguments
+    run_dir = Path(run_dir_value).expanduser().resolve()
+    check_run_dir(run_dir)
+    others = [argument for argument in arguments if not argument.startswith("resume=")]
+    for argument in others:
+        if argument in ("-m", "--multirun"):
+            raise ConfigError("resume= continues one run; it cannot be combined with -m")
+        if "=" in argument and not is_resumable(override_key(argument)):
+            raise ConfigError(
+                f"resume= keeps the run's own config, so {override_key(argument)} cannot change; allowed: "
+                f"{', '.join(RESUMABLE_KEYS + RESUMABLE_PREFIXES)}. Start a new run to change it"
+            )
+    epochs = argument_value(others, "trainer.max_epochs")
+    if epochs is not None:
+        check_epochs(int(epochs), OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
+    read_checkpoint(run_dir / LAST_CHECKPOINT)  # refuses a checkpoint that is not plain data
+    return [f"resume={run_dir}", *others, f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
+
+
+def resumed_config(cfg: DictConfig, context: RunContext) -> DictConfig:
+    """The stopped run's own config, with the resumable keys this command line gave."""
+    run_dir = Path(cfg.resume)
+    resumed = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    for argument in context.command_overrides:
+        key = override_key(argument)
+        if key != "resume":
+            OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), merge=False)
+    resumed.resume = str(run_dir)
+    return resumed
+
+
+def check_epochs(wanted: int, original: DictConfig) -> None:
+    planned = original.trainer.max_epochs
+    if wanted == planned:
+        return
+    if wanted < planned:
+        raise ConfigError(
+            f"trainer.max_epochs={wanted} is fewer than the run's {planned}; resume with {planned} or more"
+        )
+    if original.get("scheduler") and original.scheduler.get("length_arg"):
+        raise ConfigError(
+            f"trainer.max_epochs cannot grow on resume: the run's learning-rate schedule "
+            f"({original.scheduler.scheduler._target_.rsplit('.', 1)[-1]}) was laid out for {planned} epochs; "
+            "start a new run for a longer one"
+        )
+
+
+def checkpoint_step(run_dir: Path) -> int:
+    """The optimizer step the run's last checkpoint was taken at."""
+    return int(read_checkpoint(run_dir / LAST_CHECKPOINT)["global_step"])

@@ -1,0 +1,171 @@
+"""Runs that stop and go on: SIGKILL and Ctrl-C mid-epoch, resume in place, safe checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from emnist_lightning.errors import CheckpointError
+from emnist_lightning.models import load_classifier
+from tests.conftest import run_entry_point
+from tests.signals import signal_at_step
+
+pytestmark = pytest.mark.slow
+
+# 47 * 22 training images in batches of 64: 17 steps an epoch; dropout exercises the restored RNG state
+RUN = [
+    "model=mlp",
+    "model.hidden_dims=[32,32,32]",
+    "model.dropout=0.2",
+    "data.batch_size=64",
+    "trainer.max_epochs=3",
+    "trainer.log_every_n_steps=1",
+    "callbacks.progress_bar=null",
+]
+MID_SECOND_EPOCH = 17 + 9
+RESULTS = ("val_acc", "val_macro_acc", "val_loss", "test_acc", "test_macro_acc", "test_loss")
+
+
+def train(run_dir: Path, data_dir: Path, *overrides: str):
+    return run_entry_point("train.py", f"data.data_dir={data_dir}", f"hydra.run.dir={run_dir}", *RUN, *overrides)
+
+
+def record(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def scalar_series(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    result = train(run_dir, synthetic_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def assert_same_run(resumed: Path, uninterrupted: Path) -> None:
+    first, second = record(resumed), record(uninterrupted)
+    assert first["status"] == "completed"
+    for key in RESULTS:
+        assert first[key] == pytest.approx(second[key], abs=1e-6), key
+    assert first["history"] == second["history"]
+    series, expected = scalar_series(resumed), scalar_series(uninterrupted)
+    for tag in ("train/loss_step", "val/acc", "val/loss", "train/loss", "lr-Adam"):
+        steps = [step for step, _ in series[tag]]
+        assert len(steps) == len(set(steps)), f"{tag}: duplicated steps"
+        assert steps == [step for step, _ in expected[tag]], f"{tag}: missing or extra steps"
+    for tag in ("val/acc", "val/loss"):
+        assert [value for _, value in series[tag]] == pytest.approx([value for _, value in expected[tag]]), tag
+    assert [p.name for p in (resumed / "tensorboard").iterdir() if p.is_dir()] == [], "a second log folder"
+
+
+def test_run_killed_mid_epoch_resumes_to_the_same_result(
+    uninterrupted: Path, synthetic_dir: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    killed = train(run_dir, synthetic_dir, *signal_at_step(MID_SECOND_EPOCH, "SIGKILL"))
+    assert killed.returncode == -9
+    assert not (run_dir / "metrics.json").exists()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    resumed = run_entry_point("train.py", f"resume={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_run(run_dir, uninterrupted)
+    assert list(tmp_path.iterdir()) == [run_dir], "the resumed run wrote somewhere else"
+
+
+def test_ctrl_c_stops_after_the_step_saves_and_resumes(
+    uninterrupted: Path, synthetic_dir: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    stopped = train(run_dir, synthetic_dir, *signal_at_step(MID_SECOND_EPOCH, "SIGINT"))
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    interrupted = record(run_dir)
+    assert interrupted["status"] == "interrupted"
+    assert f"python train.py resume={run_dir}" in interrupted["error"]
+    assert f"resume with: python train.py resume={run_dir}" in stopped.stderr.strip().splitlines()[-1]
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    resumed = run_entry_point("train.py", f"resume={run_dir}", "callbacks.progress_bar=null")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_run(run_dir, uninterrupted)
+
+
+def test_sigterm_stops_like_ctrl_c(synthetic_dir: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    stopped = train(run_dir, synthetic_dir, *signal_at_step(MID_SECOND_EPOCH, "SIGTERM"))
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert record(run_dir)["status"] == "interrupted"
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == MID_SECOND_EPOCH
+
+
+def test_resume_refuses_changes_that_would_alter_the_run(uninterrupted: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "copy"
+    shutil.copytree(uninterrupted, run_dir)
+    before = (run_dir / "metrics.json").read_text()
+    for change, fragment in (
+        ("optimizer.lr=0.1", "optimizer.lr cannot change"),
+        ("trainer.max_epochs=5", "laid out for 3 epochs"),
+        ("trainer.max_epochs=2", "fewer than the run's 3"),
+    ):
+        result = run_entry_point("train.py", f"resume={run_dir}", change)
+        assert result.returncode == 1, change
+        assert result.stderr.strip().splitlines()[-1].startswith("error: ") and fragment in result.stderr, change
+    assert (run_dir / "metrics.json").read_text() == before
+
+
+class Payload:
+    """Pickled, it asks the loader to run a shell command that leaves a file behind."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def malicious_checkpoints(folder: Path) -> list[Path]:
+    marker = folder / "payload-ran"
+    through_torch, raw = folder / "torch.ckpt", folder / "raw.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"network": Payload(marker)}}, through_torch)
+    raw.write_bytes(pickle.dumps(Payload(marker), protocol=2))  # the protocol torch.save uses
+    return [through_torch, raw]
+
+
+def test_malicious_checkpoint_never_runs(uninterrupted: Path, synthetic_dir: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "payload-ran"
+    for checkpoint in malicious_checkpoints(tmp_path):
+        with pytest.raises(CheckpointError, match="refused"):
+            load_classifier(checkpoint)
+        evaluated = run_entry_point(
+            "eval.py", f"ckpt_path={checkpoint}", f"data.data_dir={synthetic_dir}", f"hydra.run.dir={tmp_path / 'e'}"
+        )
+        assert evaluated.returncode == 1
+        assert evaluated.stderr.strip().splitlines()[-1].startswith("error: checkpoint")
+        assert "refused" in evaluated.stderr and "Traceback" not in evaluated.stderr
+
+        run_dir = tmp_path / f"resume-{checkpoint.stem}"
+        shutil.copytree(uninterrupted, run_dir)
+        shutil.copy(checkpoint, run_dir / "checkpoints" / "last.ckpt")
+        resumed = run_entry_point("train.py", f"resume={run_dir}")
+        assert resumed.returncode == 1 and "refused" in resumed.stderr.strip().splitlines()[-1]
+    assert not marker.exists(), "the checkpoint's payload ran"
+
+
+def test_the_malicious_checkpoints_would_run_if_unpickled_unsafely(tmp_path: Path) -> None:
+    for checkpoint in malicious_checkpoints(tmp_path):
+        with contextlib.suppress(Exception):  # the payload runs while unpickling, before anything can fail
+            torch.load(checkpoint, weights_only=False)
+        assert (tmp_path / "payload-ran").exists()
+        (tmp_path / "payload-ran").unlink()

@@ -1,0 +1,39 @@
+"""The sweep report on folders it is pointed at: sweeps, single runs, and keys set in only some jobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from emnist_lightning import report
+from emnist_lightning.runs.record import RunRecord
+
+
+def fake_job(folder: Path, overrides: list[str], val_acc: float) -> None:
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    metrics = {"val_acc": val_acc, "val_macro_acc": val_acc - 0.02, "test_acc": val_acc, "test_macro_acc": val_acc}
+    RunRecord("completed", overrides=overrides, history={"val/acc": [val_acc - 0.1, val_acc]}, **metrics).write(folder)
+
+
+def test_report_compares_a_folder_of_single_runs(tmp_path: Path) -> None:
+    fake_job(tmp_path / "2026-11-25_10-00-00-000001", [], 0.80)
+    fake_job(tmp_path / "2026-11-25_11-00-00-000002", [], 0.85)
+    table = report.report(tmp_path, quiet=True)
+    assert table["job"].tolist() == ["2026-11-25_11-00-00-000002", "2026-11-25_10-00-00-000001"]
+    for picture in ("test_accuracy.png", "val_curves.png"):
+        assert (tmp_path / picture).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_key_set_in_only_some_jobs_is_varied(tmp_path: Path) -> None:
+    fake_job(tmp_path / "0", ["optimizer=adam"], 0.80)
+    fake_job(tmp_path / "1", ["optimizer=adam", "model.dropout=0.2"], 0.82)
+    table = report.report(tmp_path, quiet=True)
+    assert "model.dropout" in table.columns and "optimizer" not in table.columns
+
+
+def test_report_on_a_folder_without_runs_says_what_it_expects(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="no finished jobs under .*pass a sweep dir.*folder of runs"):
+        report.report(tmp_path, quiet=True)
