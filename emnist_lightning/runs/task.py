@@ -8,6 +8,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra.experimental.callback import Callback
@@ -70,7 +71,7 @@ def check_output_location(arguments: list[str]) -> None:
         )
 
 
-def fail(message: str, exit_code: int = 1) -> None:
+def fail(message: str, exit_code: int = 1) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(exit_code)
 
@@ -99,7 +100,6 @@ def run_task(task: Task, cfg: DictConfig) -> float | None:
         if user_error is None:
             raise
         fail(message)
-        return None
 
 
 def record_interruption(context: RunContext, signal_name: str) -> None:
