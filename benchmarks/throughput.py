@@ -14,6 +14,7 @@ median; a ratio is the median over repeats of the two variants' ratio within the
   naive  the tutorial pipeline: per-sample PIL images through ToTensor/Normalize, default
          collate, DataLoader(num_workers=2), inside Lightning
   ours   train.py's path: EMNISTDataModule and our LightningModule, logging and progress bar on
+  augmented  ours with training batches augmented (`--augment`, default affine): its cost per step
 
 Page faults are this process's minor faults per timed step. Peak RSS is this process's
 high-water mark while the variant ran (the naive loader's worker processes are not in it);
@@ -55,7 +56,7 @@ from emnist_lightning.runs.host import configure_host
 from emnist_lightning.runs.record import RunRecord, peak_rss_mb
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("limit", "naive", "ours")
+VARIANTS = ("limit", "naive", "ours", "augmented")
 
 
 def reset_peak_rss() -> None:
@@ -205,6 +206,7 @@ RUNNERS: dict[str, Callable[[DictConfig, EMNISTDataModule, Measurement], None]] 
     "limit": run_limit,
     "naive": run_naive,
     "ours": run_ours,
+    "augmented": run_ours,  # composed with augment=<--augment>
 }
 
 
@@ -219,7 +221,8 @@ def measure_throughput(family: str, args: argparse.Namespace, workdir: Path) -> 
     for repeat in range(args.repeats):
         shift = repeat % len(VARIANTS)  # rotate the order so no variant always follows another
         for variant in VARIANTS[shift:] + VARIANTS[:shift]:
-            cfg = compose(family, args, workdir / f"{family}-{variant}-{repeat}")
+            extra = [f"augment={args.augment}"] if variant == "augmented" else []
+            cfg = compose(family, args, workdir / f"{family}-{variant}-{repeat}", *extra)
             L.seed_everything(repeat, verbose=False)
             measurement = Measurement(args.warmup, args.steps, device)
             RUNNERS[variant](cfg, datamodule, measurement)
@@ -277,9 +280,11 @@ def print_report(report: dict) -> None:
                 f"| {family} | {variant} | {r['images_per_s']:.0f} | {r['ms_per_step']:.2f} | "
                 f"{r['page_faults_per_step']:.0f} | {r['peak_rss_mb']:.0f} | {device_mb} |"
             )
-    print("\n| model | ours / limit | ours / naive |\n| --- | --- | --- |")
+    augment = report["augment"]
+    print(f"\n| model | ours / limit | ours / naive | augment={augment}: time per step |\n| --- | --- | --- | --- |")
     for family, ratio in report["ratios"].items():
-        print(f"| {family} | {ratio['ours/limit']:.2f} | {ratio['ours/naive']:.2f} |")
+        cost = 1 / ratio["augmented/ours"] - 1  # throughput ratio -> extra time per step
+        print(f"| {family} | {ratio['ours/limit']:.2f} | {ratio['ours/naive']:.2f} | {cost:+.1%} |")
     if report["epochs"]:
         print("\n| model | train epoch s | val pass s | test pass s | val share | test share | peak RSS MB |")
         print("| --- | --- | --- | --- | --- | --- | --- |")
@@ -299,6 +304,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=20, help="steps before timing starts")
     parser.add_argument("--steps", type=int, default=150, help="timed steps per repeat (one epoch is 247)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--augment", default="affine", help="the augment option of the augmented variant")
     parser.add_argument("--no-epoch", action="store_true", help="skip the one-epoch train.py runs")
     parser.add_argument("--smoke", action="store_true", help="a few steps of everything, to check it runs")
     parser.add_argument("--json", type=Path, default=None, help="where to write the figures as JSON")
@@ -322,6 +328,7 @@ def main(argv: list[str] | None = None) -> dict:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "batch_size": args.batch_size,
+        "augment": args.augment,
         "warmup": args.warmup,
         "steps": args.steps,
         "repeats": args.repeats,
@@ -333,6 +340,7 @@ def main(argv: list[str] | None = None) -> dict:
             family: {
                 "ours/limit": paired_ratio(measured, "ours", "limit"),
                 "ours/naive": paired_ratio(measured, "ours", "naive"),
+                "augmented/ours": paired_ratio(measured, "augmented", "ours"),
             }
             for family, measured in samples.items()
         },

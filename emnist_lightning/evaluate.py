@@ -15,6 +15,7 @@ from emnist_lightning.runs.record import RunRecord, stage_metrics
 from emnist_lightning.runs.task import run_entry_point
 
 log = logging.getLogger(__name__)
+MAX_TEST_TIME_SHIFT = 2
 
 
 def evaluate(cfg: DictConfig, context: RunContext) -> float:
@@ -22,6 +23,7 @@ def evaluate(cfg: DictConfig, context: RunContext) -> float:
         raise ConfigError("no checkpoint given: run python eval.py ckpt_path=outputs/.../checkpoints/best.ckpt")
     L.seed_everything(cfg.seed, workers=True)
     model = load_classifier(cfg.ckpt_path)
+    model.test_time_shift = read_test_time_shift(cfg)
     trainer = build.build_trainer(cfg, build.build_entries(cfg.get("callbacks")))
     # ckpt_path also restores the training run's normalisation stats into the data module.
     metrics = stage_metrics(
@@ -33,6 +35,16 @@ def evaluate(cfg: DictConfig, context: RunContext) -> float:
     path = record.write(context.output_dir)
     log.info("test acc %.4f (macro %.4f); wrote %s", record.test_acc, record.test_macro_acc, path)
     return record.test_acc
+
+
+def read_test_time_shift(cfg: DictConfig) -> int:
+    shift = cfg.get("test_time_shift", 0)
+    if not isinstance(shift, int) or not 0 <= shift <= MAX_TEST_TIME_SHIFT:
+        raise ConfigError(
+            f"test_time_shift={shift} must be a whole number of pixels from 0 (off) to {MAX_TEST_TIME_SHIFT}: "
+            "larger shifts move ink out of EMNIST's blank border"
+        )
+    return shift
 
 
 def main() -> None:

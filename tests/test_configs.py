@@ -15,8 +15,15 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from emnist_lightning.models.networks import ACTIVATIONS, CNN, MLP, per_layer
-from emnist_lightning.runs.build import build_datamodule, build_entries, build_model, build_trainer
+from emnist_lightning.runs.build import (
+    build_datamodule,
+    build_entries,
+    build_model,
+    build_trainer,
+    build_training_callbacks,
+)
 from emnist_lightning.runs.config import compose, config_dir
+from tests.conftest import quick_trainer
 
 CONF = Path(config_dir())
 SKIPPED_GROUPS = {"hydra"}  # Hydra's own settings, exercised by every run
@@ -46,7 +53,8 @@ def instantiate_everything(cfg: DictConfig) -> None:
 
 def test_every_group_has_options() -> None:
     groups = {group for group, _ in group_options()}
-    assert {"data", "model", "optimizer", "scheduler", "regularization", "trainer", "logger", "callbacks"} <= groups
+    techniques = {"augment", "loss", "weight_averaging", "regularization", "optimizer", "scheduler"}
+    assert {"data", "model", "trainer", "logger", "callbacks", *techniques} <= groups
 
 
 @pytest.mark.parametrize(("group", "option"), group_options(), ids=lambda value: str(value))
@@ -96,8 +104,10 @@ def assert_mlp_matches(network: MLP, keys: dict[str, Any]) -> None:
 
 def assert_cnn_matches(network: CNN, keys: dict[str, Any]) -> None:
     convs = [m for m in network.modules() if isinstance(m, nn.Conv2d)]
-    assert [m.out_channels for m in convs] == keys["channels"]
-    assert [m.kernel_size[0] for m in convs] == per_layer(keys["kernel_size"], len(convs), "kernel_size")
+    per_block = keys["convs_per_block"]
+    assert [m.out_channels for m in convs] == [width for width in keys["channels"] for _ in range(per_block)]
+    kernels = per_layer(keys["kernel_size"], len(keys["channels"]), "kernel_size")
+    assert [m.kernel_size[0] for m in convs] == [kernel for kernel in kernels for _ in range(per_block)]
     assert [m.out_features for m in network.head if isinstance(m, nn.Linear)][:-1] == keys["head_dims"]
     assert any(isinstance(m, nn.BatchNorm2d) for m in network.modules()) == keys["batch_norm"]
     assert set(dropout_rates(network, nn.Dropout)) == ({keys["dropout"]} if keys["dropout"] else set())
@@ -202,3 +212,36 @@ def test_trainer_config_lists_every_trainer_argument_with_lightnings_default(tmp
 def test_any_trainer_argument_is_set_without_plus(tmp_path: Path) -> None:
     cfg = compose_train(tmp_path, "trainer.limit_train_batches=10", "trainer.fast_dev_run=true", "trainer.strategy=ddp")
     assert (cfg.trainer.limit_train_batches, cfg.trainer.fast_dev_run, cfg.trainer.strategy) == (10, True, "ddp")
+
+
+# --- the techniques' groups and presets train: a few steps of each option ------------------------
+
+TRAINED_OPTIONS = [
+    *group_options("augment"),
+    *group_options("loss"),
+    *group_options("weight_averaging"),
+    ("model", "cnn_vgg"),
+    ("model", "mlp_wide"),
+]
+
+
+@pytest.mark.parametrize(("group", "option"), TRAINED_OPTIONS, ids=lambda value: str(value))
+def test_option_trains_a_few_steps(tmp_path: Path, synthetic_dir: Path, group: str, option: str) -> None:
+    # the average starts at once here: from step 100, as configured, it would still be the initial weights
+    early_average = ["weight_averaging.update_starting_at_step=0"] if option == "ema" else []
+    cfg = compose_train(
+        tmp_path,
+        f"{group}={option}",
+        *early_average,
+        f"data.data_dir={synthetic_dir}",
+        "data.batch_size=32",
+        *(f"callbacks.{name}=null" for name in ("progress_bar", "lr_monitor", "model_checkpoint")),
+    )
+    model = build_model(cfg)
+    trainer = quick_trainer(tmp_path, callbacks=build_training_callbacks(cfg).all)
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer.fit(model, datamodule=build_datamodule(cfg))
+    assert trainer.global_step == 3
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert torch.isfinite(trainer.callback_metrics["val/loss"])
+    assert (tmp_path / "augmented_samples.png").is_file() == (group == "augment" and option != "none")

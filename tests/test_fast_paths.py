@@ -84,11 +84,12 @@ def test_benchmark_smoke(synthetic_dir: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(output.read_text())
     for family in ("mlp", "cnn"):
-        assert set(report["throughput"][family]) == {"limit", "naive", "ours"}
+        assert set(report["throughput"][family]) == {"limit", "naive", "ours", "augmented"}
         assert report["throughput"][family]["ours"]["images_per_s"] > 0
         assert report["ratios"][family]["ours/limit"] > 0
+        assert report["ratios"][family]["augmented/ours"] > 0
         assert report["epochs"][family]["train_s"] > 0
-    assert "ours / limit" in result.stdout
+    assert "ours / limit" in result.stdout and "augment=affine: time per step" in result.stdout
 
 
 def test_limit_batches_are_full_across_epochs() -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from emnist_lightning.data.augment import BatchAugment
 from emnist_lightning.data.files import BALANCED_CLASSES, Split, ensure_files, load_split, read_classes
 from emnist_lightning.errors import ConfigError
 
@@ -42,6 +43,11 @@ def stratified_split(labels: torch.Tensor, val_fraction: float, seed: int) -> tu
     in_train = torch.ones(len(labels), dtype=torch.bool)
     in_train[val_indices] = False
     return in_train.nonzero().squeeze(1), val_indices
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> floats in [0, 1]."""
+    return images.float().div_(255)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -115,6 +121,7 @@ class EMNISTDataModule(L.LightningDataModule):
         seed: int = 0,
         pin_memory: bool = False,
         device_resident: bool | str = "auto",
+        augment: BatchAugment | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
@@ -131,6 +138,7 @@ class EMNISTDataModule(L.LightningDataModule):
         if device_resident not in (True, False, "auto"):
             raise ConfigError(f"data.device_resident={device_resident!r} must be true, false or auto")
         self.device_resident = device_resident
+        self.augment = None if augment is None or augment.is_identity else augment
         self.classes: tuple[str, ...] = BALANCED_CLASSES
         self.mean: float | None = None
         self.std: float | None = None
@@ -210,15 +218,22 @@ class EMNISTDataModule(L.LightningDataModule):
         The same operations as ToTensor + Normalize, so the batches are bit-identical to theirs.
         (A 256-entry lookup table would be too, but indexing is slower than these passes on a CPU.)
         """
+        return self.standardize(to_unit_range(images))
+
+    def standardize(self, images: torch.Tensor) -> torch.Tensor:
         if self.mean is None or self.std is None:
             raise RuntimeError(
                 "normalisation stats are unknown: set up the fit stage, or test with ckpt_path= a checkpoint"
             )
-        return images.float().div_(255).sub_(self.mean).div_(self.std)
+        return images.sub_(self.mean).div_(self.std)
 
     def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int):
         images, labels = batch
-        return self.normalize(images), labels
+        images = to_unit_range(images)
+        # Only training batches: validation and test measure the model on the images as they are.
+        if self.augment is not None and self.trainer is not None and self.trainer.training:
+            images = self.augment(images)  # on the [0, 1] scale, where the background is 0
+        return self.standardize(images), labels
 
     # Saved in checkpoints: the normalisation, so that evaluation normalises exactly as training did,
     # and where training stood in its epoch, so that a run resumed mid-epoch skips what it trained.

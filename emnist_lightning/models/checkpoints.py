@@ -28,6 +28,8 @@ LEGACY_CLASS_NETWORKS = {
     "emnist_lightning.module.CNNClassifier": "cnn",
 }
 LEGACY_CLASS_KEY = "emnist_lightning_class"
+# Network keys added after checkpoints were written, with the value that rebuilds those older networks.
+KEYS_ADDED_LATER: dict[str, dict[str, Any]] = {"cnn": {"convs_per_block": 1}}
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -63,7 +65,7 @@ def classifier_arguments(checkpoint: dict[str, Any], path: str | Path) -> dict[s
                 f"checkpoint '{path}' was not written by emnist_lightning's train.py; it cannot be used here"
             )
         arguments["network"] = network
-    return arguments
+    return KEYS_ADDED_LATER.get(arguments["network"], {}) | arguments
 
 
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> EMNISTClassifier:

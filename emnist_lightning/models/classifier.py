@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -14,6 +15,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassConfusionMatrix
 
 from emnist_lightning.data import NUM_CLASSES
+from emnist_lightning.data.augment import shifted_views
 from emnist_lightning.errors import CheckpointError, ConfigError
 from emnist_lightning.models.networks import build_network
 from emnist_lightning.models.optim import LRSchedule
@@ -68,18 +70,24 @@ class EMNISTClassifier(L.LightningModule):
         scheduler: LRSchedule | None = None,
         l1: float = 0.0,
         l2: float = 0.0,
+        label_smoothing: float = 0.0,
         compile: bool = False,
         **network_args: Any,
     ) -> None:
         super().__init__()
         if l1 < 0 or l2 < 0:
             raise ConfigError(f"regularization.l1={l1} and regularization.l2={l2} must be >= 0")
+        if not 0 <= label_smoothing < 1:
+            raise ConfigError(f"loss.label_smoothing={label_smoothing} must be in [0, 1), e.g. 0.1")
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.network = build_network(network, num_classes, **network_args)
         self.num_classes = num_classes
         self.optimizer_factory = optimizer
         self.schedule = scheduler
         self.l1, self.l2 = l1, l2
+        self.label_smoothing = label_smoothing
+        # Test-time augmentation, set by eval.py: test on the mean probabilities of shifted views.
+        self.test_time_shift = 0
         if compile:
             self.network.compile()  # in place, so checkpoints keep the plain parameter names
         # Training accuracies come from one confusion matrix updated every step, which costs a third
@@ -111,7 +119,7 @@ class EMNISTClassifier(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
         logits = self(images)
-        data_loss = F.cross_entropy(logits, labels)
+        data_loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
         penalty = self.weight_penalty() if self.l1 or self.l2 else None
         loss = data_loss if penalty is None else data_loss + penalty
         # Metrics accumulate on the device and are logged once per epoch: self.log on every step
@@ -141,11 +149,18 @@ class EMNISTClassifier(L.LightningModule):
         self, batch: tuple[torch.Tensor, torch.Tensor], metrics: MetricCollection, stage: str
     ) -> torch.Tensor:
         images, labels = batch
-        logits = self(images)
+        logits = self.view_averaged_logits(images) if stage == "test" and self.test_time_shift else self(images)
         self.log(f"{stage}/loss", F.cross_entropy(logits, labels), on_epoch=True, prog_bar=True)
         metrics.update(logits.float(), labels)  # float: calibration bins of bf16 probabilities are coarse
         self.log_dict(metrics, on_epoch=True, prog_bar=True)
         return logits
+
+    def view_averaged_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Log of the mean softmax over the images shifted by up to `test_time_shift` pixels (one
+        forward pass over all views; logsumexp keeps tiny probabilities finite)."""
+        views = shifted_views(images, self.test_time_shift)
+        log_probabilities = self(torch.cat(views)).float().log_softmax(dim=1).unflatten(0, (len(views), len(images)))
+        return torch.logsumexp(log_probabilities, dim=0) - math.log(len(views))
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.val_metrics, "val")

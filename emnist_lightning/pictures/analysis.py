@@ -31,6 +31,16 @@ def samples_per_class(
     return grid.numpy()
 
 
+def augmented_views(images: np.ndarray, augment: torch.nn.Module, views: int, seed: int = 0) -> np.ndarray:
+    """(N, 1 + views, 28, 28): each uint8 image, then `views` augmented copies of it in [0, 1]. Drawn
+    from a forked random state, so a picture never changes what training draws."""
+    originals = torch.from_numpy(images).float().div(255).unsqueeze(1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        augmented = [augment(originals) for _ in range(views)]
+    return torch.cat([originals, *augmented], dim=1).numpy()
+
+
 def mean_per_class(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> np.ndarray:
     """(num_classes, 28, 28) average image of each class."""
     flat = images.reshape(len(images), -1).float()

@@ -35,10 +35,14 @@ def display_images(images: torch.Tensor) -> torch.Tensor:
 
 
 class DatasetSamples(L.Callback):
-    """At the start of training: a grid of random training images per class, as PNG and in TensorBoard."""
+    """At the start of training: a grid of random training images per class and, when training batches
+    are augmented, one image per class above augmented views of it; as PNGs and in TensorBoard."""
 
-    def __init__(self, output_dir: str | Path, per_class: int = 4, seed: int = 0) -> None:
-        self.output_dir, self.per_class, self.seed = Path(output_dir), per_class, seed
+    def __init__(self, output_dir: str | Path, per_class: int = 4, augmented_views: int = 5, seed: int = 0) -> None:
+        self.output_dir = Path(output_dir)
+        self.per_class = per_class
+        self.augmented_views = augmented_views
+        self.seed = seed
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         datamodule = trainer.datamodule
@@ -48,8 +52,14 @@ class DatasetSamples(L.Callback):
         samples = analysis.samples_per_class(
             train.images.cpu(), train.labels.cpu(), self.per_class, datamodule.num_classes, self.seed
         )
-        fig = plots.class_samples_figure(samples, datamodule.classes)
-        trainer_sink(trainer, self.output_dir).publish(fig, "dataset_samples.png", "data/samples")
+        sink = trainer_sink(trainer, self.output_dir)
+        sink.publish(plots.class_samples_figure(samples, datamodule.classes), "dataset_samples.png", "data/samples")
+        if datamodule.augment is not None:
+            views = analysis.augmented_views(samples[:, 0], datamodule.augment, self.augmented_views, self.seed)
+            fig = plots.class_samples_figure(views, datamodule.classes)
+            fig.subplots_adjust(top=0.85)  # room for the title above the class names
+            fig.suptitle("top row: a training image; below: augmented views of it", y=0.99, fontsize=11)
+            sink.publish(fig, "augmented_samples.png", "data/augmented_samples")
 
 
 class TestStepCallback(L.Callback):

@@ -20,7 +20,8 @@ from emnist_lightning.runs.callbacks import EpochTimer, GracefulStop, MetricHist
 
 
 def build_datamodule(cfg: DictConfig) -> EMNISTDataModule:
-    return instantiate(cfg.data)
+    augment = cfg.get("augment")  # training batches only; eval.py composes none
+    return instantiate(cfg.data, augment=instantiate(augment) if augment else None)
 
 
 def build_model(cfg: DictConfig) -> EMNISTClassifier:
@@ -31,6 +32,7 @@ def build_model(cfg: DictConfig) -> EMNISTClassifier:
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
         l1=cfg.regularization.l1,
         l2=cfg.regularization.l2,
+        label_smoothing=cfg.loss.label_smoothing,
     )
 
 
@@ -54,7 +56,8 @@ def build_training_callbacks(cfg: DictConfig) -> TrainingCallbacks:
     history, timer = MetricHistory(), EpochTimer()
     # The timer runs first, so a pass's time excludes the figures other callbacks draw after it.
     bookkeeping = [timer, history, RandomState(), GracefulStop()]
-    return TrainingCallbacks(history, timer, [*bookkeeping, *build_entries(cfg.get("callbacks"))])
+    averaging = [instantiate(cfg.weight_averaging)] if cfg.get("weight_averaging") else []
+    return TrainingCallbacks(history, timer, [*bookkeeping, *averaging, *build_entries(cfg.get("callbacks"))])
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
