@@ -90,7 +90,6 @@ class BatchAugment(nn.Module):
     def affine_matrices(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 2, 3) random affine maps in grid_sample's normalised coordinates."""
         n, device = len(images), images.device
-        height, width = images.shape[-2:]
 
         def uniform(limit: float) -> torch.Tensor:
             return (torch.rand(n, device=device) * 2 - 1) * limit
@@ -104,7 +103,7 @@ class BatchAugment(nn.Module):
         linear = torch.stack(rows, dim=1) / zoom.view(n, 1, 1)
         # whole-pixel shifts, so that a shift alone moves pixels without blurring them
         pixels = torch.randint(-self.max_shift, self.max_shift + 1, (n, 2), device=device).to(images.dtype)
-        translation = pixels * 2 / torch.tensor([width, height], device=device, dtype=images.dtype)
+        translation = pixels * grid_units_per_pixel(images)
         return torch.cat([linear.to(images.dtype), translation.unsqueeze(2)], dim=2)
 
     def elastic_displacement(self, images: torch.Tensor) -> torch.Tensor:
@@ -119,8 +118,7 @@ class BatchAugment(nn.Module):
         # separable blur of both displacement channels: rows, then columns
         noise = F.conv2d(noise, kernel.view(1, 1, 1, -1).expand(2, 1, 1, -1), padding=(0, radius), groups=2)
         noise = F.conv2d(noise, kernel.view(1, 1, -1, 1).expand(2, 1, -1, 1), padding=(radius, 0), groups=2)
-        pixels_to_grid = 2 / torch.tensor([width, height], device=images.device, dtype=images.dtype)
-        return noise.permute(0, 2, 3, 1) * self.elastic_alpha * pixels_to_grid
+        return noise.permute(0, 2, 3, 1) * self.elastic_alpha * grid_units_per_pixel(images)
 
     def erase_masks(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 1, H, W) True inside one random rectangle, for each image chosen with `erase_prob`."""
@@ -143,6 +141,12 @@ class BatchAugment(nn.Module):
             & (columns < (left + box_w).view(n, 1, 1))
         )
         return (inside & chosen.view(n, 1, 1)).unsqueeze(1)
+
+
+def grid_units_per_pixel(images: torch.Tensor) -> torch.Tensor:
+    """(x, y) size of one pixel in grid_sample's coordinates, which span [-1, 1] across the image."""
+    height, width = images.shape[-2:]
+    return 2 / torch.tensor([width, height], device=images.device, dtype=images.dtype)
 
 
 def shifted_views(images: torch.Tensor, max_shift: int) -> list[torch.Tensor]:

@@ -17,6 +17,8 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
+from emnist_lightning.data.datamodule import to_unit_range
+
 
 def samples_per_class(
     images: torch.Tensor, labels: torch.Tensor, per_class: int, num_classes: int, seed: int = 0
@@ -34,7 +36,7 @@ def samples_per_class(
 def augmented_views(images: np.ndarray, augment: torch.nn.Module, views: int, seed: int = 0) -> np.ndarray:
     """(N, 1 + views, 28, 28): each uint8 image, then `views` augmented copies of it in [0, 1]. Drawn
     from a forked random state, so a picture never changes what training draws."""
-    originals = torch.from_numpy(images).float().div(255).unsqueeze(1)
+    originals = to_unit_range(torch.from_numpy(images)).unsqueeze(1)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         augmented = [augment(originals) for _ in range(views)]
