@@ -13,11 +13,13 @@ from typing import Any
 import lightning as L
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from emnist_lightning.data import MAPPING_FILE, NUM_CLASSES, SPLIT_FILES
+from emnist_lightning.data import MAPPING_FILE, NUM_CLASSES, SPLIT_FILES, EMNISTDataModule
 from emnist_lightning.data.idx import write_idx
+from emnist_lightning.models import EMNISTClassifier
 from emnist_lightning.runs.config import config_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +53,18 @@ def write_synthetic_emnist(
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_emnist(tmp_path_factory.mktemp("emnist"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_checkpoint(synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small CNN trained for a few steps on the synthetic data, saved as train.py saves it (with the
+    data module's normalisation)."""
+    model = EMNISTClassifier(**model_arguments("cnn", channels=[8, 16]), optimizer=torch.optim.Adam)
+    folder = tmp_path_factory.mktemp("checkpoint")
+    trainer = quick_trainer(folder)
+    trainer.fit(model, datamodule=EMNISTDataModule(synthetic_dir, download=False, batch_size=32))
+    trainer.save_checkpoint(folder / "model.ckpt")
+    return folder / "model.ckpt"
 
 
 @pytest.fixture
@@ -98,11 +112,13 @@ def quick_trainer(tmp_path: Path, **kwargs) -> L.Trainer:
 
 
 def run_entry_point(script: str, *overrides: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
-    """Run train.py / eval.py in a subprocess as a user would, with no EMNIST_DATA_DIR from this shell."""
+    """Run a script (train.py, eval.py, ...) or a module (emnist_lightning.export) in a subprocess as a user
+    would, with no EMNIST_DATA_DIR from this shell."""
     env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
     env.pop("EMNIST_DATA_DIR", None)
+    command = [str(REPO_ROOT / script)] if script.endswith(".py") else ["-m", script]
     return subprocess.run(
-        [sys.executable, str(REPO_ROOT / script), *overrides],
+        [sys.executable, *command, *overrides],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -76,6 +76,16 @@ def test_eval_config_composes(tmp_path: Path) -> None:
     assert list(cfg.callbacks) == ["progress_bar", "test_diagnostics", "model_pictures"]
 
 
+@pytest.mark.parametrize(
+    ("config", "keys"),
+    [("predict", {"inputs", "predict"}), ("export", {"format"}), ("demo", {"demo"})],
+)
+def test_model_use_configs_compose(tmp_path: Path, config: str, keys: set[str]) -> None:
+    cfg = compose(config, ["ckpt_path=x.ckpt"], tmp_path)
+    assert cfg.ckpt_path == "x.ckpt" and keys <= set(cfg)
+    assert cfg.hydra.job.name == config  # run dirs: outputs/<config>/...
+
+
 def test_data_dir_comes_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EMNIST_DATA_DIR", "/somewhere/emnist")
     assert compose_train(tmp_path).data.data_dir == "/somewhere/emnist"

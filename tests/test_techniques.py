@@ -11,12 +11,13 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from emnist_lightning.data import EMNISTDataModule
+from emnist_lightning.data import NUM_CLASSES, EMNISTDataModule
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.evaluate import read_test_time_shift
 from emnist_lightning.models import EMNISTClassifier, load_classifier
 from emnist_lightning.models.averaging import ExponentialMovingAverage
 from emnist_lightning.models.checkpoints import read_checkpoint
+from emnist_lightning.models.classifier import balanced_class_weights
 from emnist_lightning.runs.config import compose
 from tests.conftest import model_arguments, quick_trainer
 
@@ -34,7 +35,8 @@ def datamodule(synthetic_dir: Path) -> EMNISTDataModule:
 
 
 class LossCheck(L.Callback):
-    """Compares the loss each step trains on with F.cross_entropy(label_smoothing=...) on the same batch."""
+    """Compares the loss each step trains on with F.cross_entropy(weight=the module's class weights,
+    label_smoothing=...) on the same batch."""
 
     def __init__(self, smoothing: float) -> None:
         self.smoothing = smoothing
@@ -46,7 +48,7 @@ class LossCheck(L.Callback):
     def on_before_backward(self, trainer, pl_module, loss) -> None:
         images, labels = self.batch
         logits = pl_module(images)
-        expected = F.cross_entropy(logits, labels, label_smoothing=self.smoothing)
+        expected = F.cross_entropy(logits, labels, weight=pl_module.class_weights, label_smoothing=self.smoothing)
         self.pairs.append((loss.item(), expected.item(), F.cross_entropy(logits, labels).item()))
 
 
@@ -68,6 +70,35 @@ def test_training_loss_is_cross_entropy_with_label_smoothing(
 def test_label_smoothing_out_of_range_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"loss.label_smoothing=1.0 must be in \[0, 1\)"):
         classifier(label_smoothing=1.0)
+
+
+def test_balanced_class_weights_undo_class_frequencies() -> None:
+    labels = torch.tensor([0, 0, 0, 1, 2, 2])
+    weights = balanced_class_weights(labels, 3)
+    assert torch.allclose(weights, torch.tensor([6 / 9, 6 / 3, 6 / 6]))
+    counts = torch.bincount(labels)
+    assert torch.allclose(weights * counts, torch.full((3,), 2.0))  # every class weighs the same in all
+    assert torch.equal(balanced_class_weights(torch.arange(3).repeat(4), 3), torch.ones(3))
+    with pytest.raises(ConfigError, match=r"needs every class in the training split; \[3\] have none"):
+        balanced_class_weights(labels, 4)
+
+
+def test_class_balanced_loss_weighs_rare_classes_up(tmp_path: Path, datamodule: EMNISTDataModule) -> None:
+    datamodule.setup("fit")
+    labels = datamodule.train_set.labels
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    for label in range(0, NUM_CLASSES, 2):  # even classes become half as common as odd ones
+        members = (labels == label).nonzero().flatten()
+        keep[members[: len(members) // 2]] = False
+    datamodule.train_set = datamodule.train_set.subset(keep.nonzero().flatten())
+    L.seed_everything(0)
+    check, model = LossCheck(smoothing=0.0), classifier(class_balanced=True)
+    quick_trainer(tmp_path, callbacks=[check]).fit(model, datamodule=datamodule)
+    assert torch.allclose(model.class_weights[0::2], 2 * model.class_weights[1])
+    assert torch.allclose(model.class_weights[1::2], model.class_weights[1])
+    for trained, expected, _ in check.pairs:
+        assert trained == pytest.approx(expected, rel=1e-6, abs=1e-6)
+    assert all(abs(trained - plain) > 1e-4 for trained, _, plain in check.pairs)
 
 
 def test_averaged_weights_are_validated_saved_and_tested(tmp_path: Path, datamodule: EMNISTDataModule) -> None:

@@ -55,6 +55,16 @@ def accuracies(confusion: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"acc": correct.sum() / confusion.sum(), "macro_acc": recall[occurs].mean()}
 
 
+def balanced_class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Loss weights inversely proportional to each class's share of `labels`, 1 for every class when all
+    are equally common: a rare class then counts as much in the loss as it does in macro accuracy."""
+    counts = torch.bincount(labels, minlength=num_classes).float()
+    if (counts == 0).any():
+        missing = (counts == 0).nonzero().flatten().tolist()
+        raise ConfigError(f"loss.class_balanced=true needs every class in the training split; {missing} have none")
+    return len(labels) / (num_classes * counts)
+
+
 class EMNISTClassifier(L.LightningModule):
     """Loss, metrics, L1/L2 penalties, optimizer and scheduler around the network called `network`.
 
@@ -71,6 +81,7 @@ class EMNISTClassifier(L.LightningModule):
         l1: float = 0.0,
         l2: float = 0.0,
         label_smoothing: float = 0.0,
+        class_balanced: bool = False,
         compile: bool = False,
         **network_args: Any,
     ) -> None:
@@ -86,6 +97,10 @@ class EMNISTClassifier(L.LightningModule):
         self.schedule = scheduler
         self.l1, self.l2 = l1, l2
         self.label_smoothing = label_smoothing
+        self.class_balanced = class_balanced
+        # Per-class loss weights, set from the training labels in setup("fit") when class_balanced; a buffer
+        # moves to the model's device, and it is not saved: it is a function of the data.
+        self.register_buffer("class_weights", None, persistent=False)
         # Test-time augmentation, set by eval.py: test on the mean probabilities of shifted views.
         self.test_time_shift = 0
         if compile:
@@ -119,7 +134,7 @@ class EMNISTClassifier(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
         logits = self(images)
-        data_loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        data_loss = F.cross_entropy(logits, labels, weight=self.class_weights, label_smoothing=self.label_smoothing)
         penalty = self.weight_penalty() if self.l1 or self.l2 else None
         loss = data_loss if penalty is None else data_loss + penalty
         # Metrics accumulate on the device and are logged once per epoch: self.log on every step
@@ -184,6 +199,9 @@ class EMNISTClassifier(L.LightningModule):
                 f"the model predicts {self.num_classes} classes but the data has {data_classes}; "
                 "evaluate it on the split it was trained for"
             )
+        if stage == "fit" and self.class_balanced:
+            labels = self.trainer.datamodule.train_set.labels
+            self.class_weights = balanced_class_weights(labels, self.num_classes).to(self.device)
 
     def configure_optimizers(self) -> Optimizer | dict[str, Any]:
         if self.optimizer_factory is None:

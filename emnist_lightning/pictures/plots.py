@@ -241,3 +241,32 @@ def feature_maps_figure(image: np.ndarray, maps: list[np.ndarray], channels: int
     fig.suptitle("Feature maps of one test image", fontsize=12)
     fig.tight_layout()
     return fig
+
+
+def predictions_sheet_figure(
+    pictures: Sequence[np.ndarray], views: Sequence[np.ndarray], names: Sequence[str], readings: Sequence[str]
+) -> Figure:
+    """Each input as given beside the 28x28 image(s) the model saw, (characters, 28, 28) white ink on black,
+    with what the model read under them."""
+    columns = max(1, min(3, len(pictures)))  # input/view pairs per row
+    rows = max(1, int(np.ceil(len(pictures) / columns)))
+    fig, axes = plt.subplots(
+        rows,
+        2 * columns,
+        figsize=(4 * columns, 2.3 * rows),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1.2, 1] * columns},
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (picture, seen, name, reading) in enumerate(zip(pictures, views, names, readings, strict=True)):
+        given, model_view = axes[i // columns, 2 * (i % columns)], axes[i // columns, 2 * (i % columns) + 1]
+        given.imshow(picture, cmap="gray", vmin=0, vmax=1)
+        given.set_title(name, fontsize=8)
+        gap = np.full((seen.shape[1], 2), np.nan)  # characters of a word side by side, a gap between
+        strip = np.concatenate([part for view in seen for part in (view, gap)][:-1], axis=1)
+        model_view.imshow(strip, cmap="gray", vmin=0, vmax=1)
+        model_view.set_title("model sees", fontsize=8)
+        model_view.text(0.5, -0.08, reading, transform=model_view.transAxes, ha="center", va="top", fontsize=9)
+    fig.tight_layout()
+    return fig

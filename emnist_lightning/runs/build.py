@@ -33,6 +33,7 @@ def build_model(cfg: DictConfig) -> EMNISTClassifier:
         l1=cfg.regularization.l1,
         l2=cfg.regularization.l2,
         label_smoothing=cfg.loss.label_smoothing,
+        class_balanced=cfg.loss.get("class_balanced", False),  # absent from run configs saved before it existed
     )
 
 

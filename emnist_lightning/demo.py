@@ -1,0 +1,45 @@
+"""`python -m emnist_lightning.demo ckpt_path=...`: a page to draw on, served on http://127.0.0.1:8000.
+
+It shows, as you draw, the model's top characters with probability bars and the 28x28 image the model
+sees, made by the same conversion as predict.py. Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from omegaconf import DictConfig
+
+from emnist_lightning.errors import ConfigError
+from emnist_lightning.inference.models import open_predictor
+from emnist_lightning.inference.server import make_server
+from emnist_lightning.runs.context import RunContext
+from emnist_lightning.runs.task import run_entry_point
+
+log = logging.getLogger(__name__)
+
+
+def serve(cfg: DictConfig, context: RunContext) -> None:
+    predictor = open_predictor(cfg.get("ckpt_path"))
+    try:
+        server = make_server(predictor, cfg.demo.host, int(cfg.demo.port), int(cfg.demo.top_k))
+    except OSError as err:
+        raise ConfigError(
+            f"cannot serve on {cfg.demo.host}:{cfg.demo.port} ({err.strerror}); choose another demo.port"
+        ) from err
+    host, port = server.server_address[:2]
+    print(f"Drawing page: http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        log.info("stopped")
+    finally:
+        server.server_close()
+
+
+def main() -> None:
+    run_entry_point("demo", serve)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""A user's images as the model's 28x28 inputs, through EMNIST's own conversion.
+
+EMNIST (Cohen et al., 2017) made its images from scans of handwriting: a Gaussian blur, a crop to the
+ink's bounding box, centred in a square frame keeping the aspect ratio, a 2-pixel border, a bicubic resize
+to 28x28 and the brightest pixel scaled to full intensity, white ink on black. A photo or a drawing that
+skips these steps looks nothing like the training data (thin strokes, off-centre, dark ink), which is why
+most EMNIST demos fail on real handwriting; `emnist_view` applies the same steps.
+"""
+
+from __future__ import annotations
+
+import glob
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.transforms.functional import gaussian_blur
+
+from emnist_lightning.data import idx
+from emnist_lightning.errors import ConfigError, UserError
+from emnist_lightning.inference.segment import split_characters
+
+SIDE = idx.IMAGE_SIDE
+INK_SIDE = SIDE - 4  # the ink's longer side fills the frame but for a 2-pixel border
+BLUR_SIGMA = 1.0  # pixels of the input, as EMNIST blurred its scans
+# Ink is where the blurred image is brighter than this share of its brightest pixel. So measured, the
+# ink of EMNIST's own images spans 24 pixels on its longer side, centred at 13.5 (median and means of
+# 3,000 stand-in training images), which is what the conversion below reproduces.
+INK_THRESHOLD = 0.05
+# Less contrast than this between ink and paper (on a 0..1 scale) is taken for an empty image.
+MIN_CONTRAST = 0.15
+# Larger images are scaled down to this side first: a character needs far fewer pixels, and a 10,000-pixel
+# photo would otherwise cost gigabytes in the blur.
+MAX_SIDE = 1024
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+ARRAY_SUFFIXES = (".npy", "-ubyte", "-ubyte.gz", ".idx", ".idx.gz")
+
+
+class InputError(UserError):
+    """One input that cannot be predicted (unreadable, not an image, no ink); the others still are."""
+
+
+@dataclass
+class Sample:
+    """One image to predict: where it came from, the picture as given (grey, 0..1) and what the model sees,
+    one view per character (several when a word was split)."""
+
+    name: str
+    picture: np.ndarray
+    views: torch.Tensor  # (characters, 1, 28, 28) floats in [0, 1], white ink on black, upright
+
+
+def find_inputs(spec: str) -> list[Path]:
+    """The files `inputs=` names: one file, every image or array in a folder (sorted), or a glob."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and has_suffix(p, IMAGE_SUFFIXES + ARRAY_SUFFIXES))
+        if not files:
+            raise ConfigError(f"inputs={spec}: the folder holds no PNG, JPEG, BMP, .npy or IDX files")
+        return files
+    if path.is_file():
+        return [path]
+    files = sorted(Path(match) for match in glob.glob(str(path), recursive=True) if Path(match).is_file())
+    if not files:
+        raise ConfigError(f"inputs={spec}: no such file or folder, and no file matches it as a pattern")
+    return files
+
+
+def has_suffix(path: Path, suffixes: tuple[str, ...]) -> bool:
+    return path.name.lower().endswith(suffixes)
+
+
+def read_samples(path: Path, segment: bool = False) -> Iterator[Sample]:
+    """The samples in one file: one per image file (its characters' views when `segment`), one per 28x28
+    image in an array file."""
+    if has_suffix(path, ARRAY_SUFFIXES):
+        views = read_array(path)
+        for index, view in enumerate(views):
+            yield Sample(f"{path.name}[{index}]" if len(views) > 1 else path.name, view[0].numpy(), view[None])
+        return
+    picture = read_picture(path)
+    ink = ink_image(picture, str(path))
+    characters = split_characters(ink) if segment else [ink]
+    yield Sample(path.name, picture, torch.stack([emnist_view(character) for character in characters]))
+
+
+def read_picture(source: Path | BinaryIO, name: str | None = None) -> np.ndarray:
+    """An image file (or its bytes) as grey levels in [0, 1]; transparent parts count as white paper."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = name or str(source)
+    try:
+        with warnings.catch_warnings():
+            # Large photos are fine (PIL refuses only images of over 179 million pixels): they are scaled down.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(source)
+        with image:
+            image = ImageOps.exif_transpose(image)  # photos from phones are often stored rotated
+            image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BOX)
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                paper = Image.new("RGBA", image.size, "white")
+                image = Image.alpha_composite(paper, image.convert("RGBA"))
+            grey = np.asarray(image.convert("L"), dtype=np.float32) / 255
+    except UnidentifiedImageError as err:
+        raise InputError(f"{path}: not an image PIL can read (PNG, JPEG or BMP expected)") from err
+    except Image.DecompressionBombError as err:
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise InputError(f"{path}: too large to open safely (over {limit:,} pixels); scale it down") from err
+    except OSError as err:
+        raise InputError(f"{path}: cannot read it ({err})") from err
+    if min(grey.shape) < 2:
+        raise InputError(f"{path}: the image is {grey.shape[1]}x{grey.shape[0]} pixels, too small to hold a character")
+    return grey
+
+
+def read_array(path: Path) -> torch.Tensor:
+    """28x28 images from .npy (upright) or IDX (stored transposed, as EMNIST's files are), as they are:
+    (N, 1, 28, 28) floats in [0, 1]."""
+    try:
+        array = idx.read_images(path).transpose(0, 2, 1) if not path.name.endswith(".npy") else np.load(path)
+    except (ValueError, OSError, UserError) as err:
+        raise InputError(f"{path}: not a readable .npy or IDX image array ({err})") from err
+    if array.shape[-2:] != (SIDE, SIDE) or array.ndim not in (2, 3, 4) or (array.ndim == 4 and array.shape[1] != 1):
+        raise InputError(f"{path}: holds an array of shape {array.shape}; expected 28x28 images, (N, 28, 28)")
+    images = torch.from_numpy(np.ascontiguousarray(array)).float().reshape(-1, 1, SIDE, SIDE)
+    if array.dtype == np.uint8 or images.max() > 1:
+        images = images / 255
+    return images
+
+
+def ink_image(grey: np.ndarray, name: str = "image") -> torch.Tensor:
+    """Grey levels -> ink as 1 on a background of 0, whichever way round the image is.
+
+    The paper is what the image's border mostly shows: light paper means dark ink, which is inverted.
+    Paper that is not pure white (a photo) is brought to 0 and the darkest ink to 1.
+    """
+    image = torch.as_tensor(grey, dtype=torch.float32)
+    border = torch.cat([image[0], image[-1], image[:, 0], image[:, -1]])
+    if border.median() > 0.5:
+        image, border = 1 - image, 1 - border
+    paper = border.median()
+    contrast = image.max() - paper
+    if contrast < MIN_CONTRAST:
+        raise InputError(f"{name}: no ink found (the image is nearly one shade)")
+    return ((image - paper) / contrast).clamp_(0, 1)
+
+
+def emnist_view(ink: torch.Tensor) -> torch.Tensor:
+    """Ink on black (H, W) -> the (1, 28, 28) image EMNIST's conversion would make of it."""
+    blurred = gaussian_blur(ink[None, None], kernel_size=5, sigma=BLUR_SIGMA)[0, 0]
+    rows, columns = (blurred > INK_THRESHOLD * blurred.max()).nonzero(as_tuple=True)
+    cropped = blurred[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+    height, width = cropped.shape
+    # A square frame around the ink, with room for the border: the longer side becomes INK_SIDE pixels.
+    frame = round(max(height, width) * SIDE / INK_SIDE)
+    top, left = (frame - height) // 2, (frame - width) // 2
+    framed = F.pad(cropped, (left, frame - width - left, top, frame - height - top))
+    view = F.interpolate(framed[None, None], size=(SIDE, SIDE), mode="bicubic", antialias=True, align_corners=False)
+    view = view[0].clamp_(0, 1)
+    return view / view.max()

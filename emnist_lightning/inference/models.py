@@ -1,0 +1,143 @@
+"""A trained model as a function of raw pixels: from a checkpoint, or from an exported ONNX/TorchScript file.
+
+Every model here takes upright 28x28 images in [0, 1], float32 (N, 1, 28, 28), with the training run's
+normalisation inside, so that an exported file needs nothing but the pixels and its class list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from emnist_lightning.data import BALANCED_CLASSES
+from emnist_lightning.errors import CheckpointError, ConfigError
+from emnist_lightning.models import load_classifier
+from emnist_lightning.models.checkpoints import read_checkpoint
+
+DATAMODULE_KEY = "EMNISTDataModule"  # where Lightning saves the data module's state in a checkpoint
+INPUT_NAME, OUTPUT_NAME = "pixels", "logits"
+EXPORT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+
+
+class PixelClassifier(nn.Module):
+    """Pixels in [0, 1] -> logits: the training split's standardisation, then the trained network."""
+
+    def __init__(self, network: nn.Module, mean: float, std: float) -> None:
+        super().__init__()
+        self.network = network
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.network((pixels - self.mean) / self.std)
+
+
+def load_pixel_classifier(ckpt_path: str | Path) -> PixelClassifier:
+    """The checkpoint's network with the normalisation it was trained with, in eval mode on the CPU."""
+    network = load_classifier(ckpt_path).network  # first: it says whether the file is a checkpoint of ours
+    stats = read_checkpoint(ckpt_path).get(DATAMODULE_KEY) or {}
+    if stats.get("mean") is None or stats.get("std") is None:
+        raise CheckpointError(
+            f"checkpoint '{ckpt_path}' has no normalisation stats; use a checkpoint written by train.py"
+        )
+    return PixelClassifier(network, float(stats["mean"]), float(stats["std"])).eval()
+
+
+class Predictor(Protocol):
+    """Class logits of (N, 1, 28, 28) pixel batches, and the class each logit stands for."""
+
+    classes: tuple[str, ...]
+
+    def logits(self, pixels: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class TorchPredictor:
+    model: nn.Module
+    classes: tuple[str, ...] = BALANCED_CLASSES
+
+    @torch.inference_mode()
+    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model(pixels.float()).float()
+
+
+@dataclass
+class OnnxPredictor:
+    session: object  # an onnxruntime.InferenceSession
+    classes: tuple[str, ...]
+
+    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: pixels.float().numpy()})
+        return torch.from_numpy(logits)
+
+
+def classes_path(model_path: Path) -> Path:
+    """The JSON beside an exported model that names its classes: model.onnx -> model.json."""
+    return model_path.with_suffix(".json")
+
+
+def write_classes(model_path: Path, classes: tuple[str, ...], **details: object) -> Path:
+    path = classes_path(model_path)
+    path.write_text(json.dumps({"classes": list(classes), **details}, indent=2) + "\n")
+    return path
+
+
+def read_classes(model_path: Path) -> tuple[str, ...]:
+    path = classes_path(model_path)
+    try:
+        return tuple(json.loads(path.read_text())["classes"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(
+            f"'{path}' (the class list of {model_path.name}) is missing or unreadable; export the model again"
+        ) from err
+
+
+def open_predictor(path: str | Path | None) -> Predictor:
+    """A predictor for a train.py checkpoint (.ckpt) or a file exported by emnist_lightning.export."""
+    if not path:
+        raise ConfigError("no model given: pass ckpt_path= a checkpoint of train.py or a model from export")
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"model '{path}' does not exist; pass ckpt_path= a .ckpt, .onnx or .pt file")
+    if path.suffix == EXPORT_SUFFIXES["onnx"]:
+        classes = read_classes(path)
+        return OnnxPredictor(onnx_session(path), classes)
+    if path.suffix == EXPORT_SUFFIXES["torchscript"]:
+        classes = read_classes(path)
+        try:
+            with quiet_torchscript_deprecation():
+                model = torch.jit.load(str(path), map_location="cpu")
+        except RuntimeError as err:
+            raise CheckpointError(f"'{path}' is not a readable TorchScript model; export it again") from err
+        return TorchPredictor(model.eval(), classes)
+    return TorchPredictor(load_pixel_classifier(path))
+
+
+@contextlib.contextmanager
+def quiet_torchscript_deprecation() -> Iterator[None]:
+    """PyTorch warns on every TorchScript call that it is deprecated; README says so once, with the
+    alternative (ONNX), so the warning would only repeat it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
+        yield
+
+
+def onnx_session(path: Path) -> object:
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise CheckpointError(
+            "running an .onnx model needs onnxruntime: pip install 'emnist-lightning[export]'"
+        ) from err
+    try:
+        return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types for a file it cannot load
+        raise CheckpointError(f"'{path}' is not a loadable ONNX model ({type(err).__name__}); export it again") from err
