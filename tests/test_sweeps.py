@@ -63,10 +63,11 @@ def count_trials(database: Path) -> int:
 
 
 def test_optuna_search_is_stored_and_resumes(synthetic_dir: Path, tmp_path: Path) -> None:
-    sweep(tmp_path, synthetic_dir, "hparams_search=mlp_optuna", "hydra.sweeper.n_trials=2")
-    database = tmp_path / "optuna.db"
+    sweep_dir = tmp_path / "searches" / "mlp"  # does not exist yet, as on a user's first search
+    sweep(sweep_dir, synthetic_dir, "hparams_search=mlp_optuna", "hydra.sweeper.n_trials=2")
+    database = sweep_dir / "optuna.db"
     assert count_trials(database) == 2
-    sweep(tmp_path, synthetic_dir, "hparams_search=mlp_optuna", "hydra.sweeper.n_trials=1")
+    sweep(sweep_dir, synthetic_dir, "hparams_search=mlp_optuna", "hydra.sweeper.n_trials=1")
     assert count_trials(database) == 3
-    assert len(list(tmp_path.glob("*/metrics.json"))) == 3, "the resumed search overwrote earlier jobs"
-    assert (tmp_path / "optimization_results.yaml").is_file()
+    assert len(list(sweep_dir.glob("*/metrics.json"))) == 3, "the resumed search overwrote earlier jobs"
+    assert (sweep_dir / "optimization_results.yaml").is_file()

@@ -111,8 +111,12 @@ def record_interruption(context: RunContext, signal_name: str) -> None:
 
 
 class SweepOutcome(Callback):
-    """After a multirun, in the launching process: exit with status 1 when no job completed, so that
-    scripts and CI notice a sweep that produced nothing."""
+    """Around a multirun, in the launching process. Before it: create the sweep dir, where the Optuna
+    sweeper opens its SQLite study before any job has made the folder. After it: exit with status 1 when no
+    job completed, so that scripts and CI notice a sweep that produced nothing."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: object) -> None:
+        Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
