@@ -124,7 +124,7 @@ def load_split(data_dir: Path, split: str, num_classes: int = NUM_CLASSES) -> Sp
     images_path, labels_path = find_file(data_dir, images_name), find_file(data_dir, labels_name)
     if images_path is None or labels_path is None:
         raise DataError(f"'{data_dir}' lacks the {split} files; run with data.download=true or fix data.data_dir")
-    images = idx.read_images(images_path)
+    images = read_upright_images(images_path)
     labels = idx.read_labels(labels_path)
     if len(images) != len(labels):
         raise DataError(
@@ -144,5 +144,9 @@ def load_split(data_dir: Path, split: str, num_classes: int = NUM_CLASSES) -> Sp
             len(labels),
             OFFICIAL_COUNTS[split],
         )
-    upright = torch.from_numpy(images.copy()).transpose(1, 2).contiguous().unsqueeze(1)
-    return Split(upright, torch.from_numpy(labels.astype("int64")))
+    return Split(images, torch.from_numpy(labels.astype("int64")))
+
+
+def read_upright_images(path: Path) -> torch.Tensor:
+    """(N, 1, 28, 28) uint8 images of an IDX file, turned upright: EMNIST's files store them transposed."""
+    return torch.from_numpy(idx.read_images(path).copy()).transpose(1, 2).contiguous().unsqueeze(1)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
 from emnist_lightning.data import idx
+from emnist_lightning.data.files import read_upright_images
 from emnist_lightning.errors import ConfigError, UserError
 from emnist_lightning.inference.segment import split_characters
 
@@ -83,10 +84,15 @@ def read_samples(path: Path, segment: bool = False) -> Iterator[Sample]:
         for index, view in enumerate(views):
             yield Sample(f"{path.name}[{index}]" if len(views) > 1 else path.name, view[0].numpy(), view[None])
         return
-    picture = read_picture(path)
-    ink = ink_image(picture, str(path))
+    yield picture_sample(read_picture(path), path.name, segment, source=str(path))
+
+
+def picture_sample(picture: np.ndarray, name: str, segment: bool = False, source: str | None = None) -> Sample:
+    """A picture through EMNIST's conversion: one view, or one per character of a word when `segment`.
+    Errors name `source` (the file), or else `name`."""
+    ink = ink_image(picture, source or name)
     characters = split_characters(ink) if segment else [ink]
-    yield Sample(path.name, picture, torch.stack([emnist_view(character) for character in characters]))
+    return Sample(name, picture, torch.stack([emnist_view(character) for character in characters]))
 
 
 def read_picture(source: Path | BinaryIO, name: str | None = None) -> np.ndarray:
@@ -122,15 +128,16 @@ def read_array(path: Path) -> torch.Tensor:
     """28x28 images from .npy (upright) or IDX (stored transposed, as EMNIST's files are), as they are:
     (N, 1, 28, 28) floats in [0, 1]."""
     try:
-        array = idx.read_images(path).transpose(0, 2, 1) if not path.name.endswith(".npy") else np.load(path)
-    except (ValueError, OSError, UserError) as err:
+        if path.name.endswith(".npy"):
+            images = torch.from_numpy(np.ascontiguousarray(np.load(path)))
+        else:
+            images = read_upright_images(path)
+    except (ValueError, TypeError, OSError, UserError) as err:
         raise InputError(f"{path}: not a readable .npy or IDX image array ({err})") from err
-    if array.shape[-2:] != (SIDE, SIDE) or array.ndim not in (2, 3, 4) or (array.ndim == 4 and array.shape[1] != 1):
-        raise InputError(f"{path}: holds an array of shape {array.shape}; expected 28x28 images, (N, 28, 28)")
-    images = torch.from_numpy(np.ascontiguousarray(array)).float().reshape(-1, 1, SIDE, SIDE)
-    if array.dtype == np.uint8 or images.max() > 1:
-        images = images / 255
-    return images
+    if images.shape[-2:] != (SIDE, SIDE) or images.ndim not in (2, 3, 4) or (images.ndim == 4 and images.shape[1] != 1):
+        raise InputError(f"{path}: holds an array of shape {tuple(images.shape)}; expected 28x28 images, (N, 28, 28)")
+    floats = images.float().reshape(-1, 1, SIDE, SIDE)
+    return floats / 255 if images.dtype == torch.uint8 or floats.max() > 1 else floats
 
 
 def ink_image(grey: np.ndarray, name: str = "image") -> torch.Tensor:

@@ -19,8 +19,7 @@ from torch import nn
 
 from emnist_lightning.data import BALANCED_CLASSES
 from emnist_lightning.errors import CheckpointError, ConfigError
-from emnist_lightning.models import load_classifier
-from emnist_lightning.models.checkpoints import read_checkpoint
+from emnist_lightning.models.checkpoints import classifier_of_checkpoint, read_checkpoint
 
 DATAMODULE_KEY = "EMNISTDataModule"  # where Lightning saves the data module's state in a checkpoint
 INPUT_NAME, OUTPUT_NAME = "pixels", "logits"
@@ -42,8 +41,9 @@ class PixelClassifier(nn.Module):
 
 def load_pixel_classifier(ckpt_path: str | Path) -> PixelClassifier:
     """The checkpoint's network with the normalisation it was trained with, in eval mode on the CPU."""
-    network = load_classifier(ckpt_path).network  # first: it says whether the file is a checkpoint of ours
-    stats = read_checkpoint(ckpt_path).get(DATAMODULE_KEY) or {}
+    checkpoint = read_checkpoint(ckpt_path)
+    network = classifier_of_checkpoint(checkpoint, ckpt_path).network  # first: is the file a checkpoint of ours?
+    stats = checkpoint.get(DATAMODULE_KEY) or {}
     if stats.get("mean") is None or stats.get("std") is None:
         raise CheckpointError(
             f"checkpoint '{ckpt_path}' has no normalisation stats; use a checkpoint written by train.py"

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from emnist_lightning.inference.images import InputError, Sample, emnist_view, ink_image, read_picture
+from emnist_lightning.inference.images import InputError, picture_sample, read_picture
 from emnist_lightning.inference.models import Predictor
 from emnist_lightning.inference.results import predict_samples
 
@@ -28,17 +28,17 @@ MAX_UPLOAD_BYTES = 5_000_000  # a canvas PNG is tens of kilobytes
 def prediction_of_png(predictor: Predictor, png: bytes, top_k: int) -> dict[str, Any]:
     """What the page shows for a drawing: the top-k characters, every class's probability and the 28x28
     view the model saw (rows of 0..1), or a message when nothing is drawn yet."""
+    name = "the drawing"
     try:
-        picture = read_picture(io.BytesIO(png), "the drawing")
-        view = emnist_view(ink_image(picture, "the drawing"))
+        sample = picture_sample(read_picture(io.BytesIO(png), name), name)  # as predict.py converts a file
     except InputError as err:
-        return {"message": str(err).removeprefix("the drawing: ")}
-    (prediction,) = predict_samples(predictor, [Sample("drawing", picture, view[None])], len(predictor.classes))
+        return {"message": str(err).removeprefix(f"{name}: ")}
+    (prediction,) = predict_samples(predictor, [sample], len(predictor.classes))
     ranked = prediction.top[0]
     return {
         "top": [{"character": char, "probability": value} for char, value in ranked[:top_k]],
         "probabilities": {char: value for char, value in ranked},
-        "view": [[round(value, 3) for value in row] for row in view[0].tolist()],
+        "view": [[round(value, 3) for value in row] for row in sample.views[0, 0].tolist()],
     }
 
 

@@ -70,7 +70,11 @@ def classifier_arguments(checkpoint: dict[str, Any], path: str | Path) -> dict[s
 
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> EMNISTClassifier:
     """Rebuild the classifier a checkpoint holds, with its trained weights; one clear error otherwise."""
-    checkpoint = read_checkpoint(path)
+    return classifier_of_checkpoint(read_checkpoint(path), path).to(map_location)
+
+
+def classifier_of_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> EMNISTClassifier:
+    """The classifier in a checkpoint already read by `read_checkpoint` (`path` names it in errors)."""
     arguments = classifier_arguments(checkpoint, path)
     try:
         model = EMNISTClassifier(**arguments)
@@ -80,4 +84,4 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         reason = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]
         raise CheckpointError(f"checkpoint '{path}' does not fit an EMNISTClassifier: {reason}") from err
-    return model.to(map_location)
+    return model
