@@ -20,6 +20,7 @@ from emnist_lightning.pictures import plots
 from emnist_lightning.runs.record import RunRecord
 
 SWEEP_DIR_HINT = "pass a sweep dir such as outputs/train/multiruns/<time>, or a folder of runs (outputs/train/runs)"
+SEARCH_KEYS = ("search.storage", "search.study")
 METRIC_COLUMNS = [
     "val_acc",
     "val_macro_acc",
@@ -42,11 +43,16 @@ def job_sort_key(path: Path) -> tuple[int, str]:
     return (int(path.name), "") if path.name.isdigit() else (sys.maxsize, str(path))
 
 
-def read_overrides(job_dir: Path) -> dict[str, str]:
-    """{'optimizer': 'adam', 'model.dropout': '0.2', ...} from the job's command-line overrides."""
+def read_overrides(job_dir: Path) -> dict[str, Any]:
+    """{'optimizer': 'adam', 'model.dropout': '0.2', ...} from the job's command-line overrides; a search
+    trial's number as 'trial' (where it reported to is the same for all trials)."""
     entries = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
     pairs = (entry.lstrip("+~").split("=", 1) for entry in entries)
-    return {key: value for key, value in (p for p in pairs if len(p) == 2)}
+    overrides = {key: typed(value) for key, value in (p for p in pairs if len(p) == 2)}
+    trial = overrides.pop("search.trial", None)
+    for key in SEARCH_KEYS:
+        overrides.pop(key, None)
+    return overrides if trial is None else {"trial": trial, **overrides}
 
 
 def read_job(job_dir: Path) -> dict[str, Any] | None:
@@ -89,6 +95,8 @@ def collect(sweep_dir: Path) -> tuple[pd.DataFrame, list[str], int]:
 
 
 def configuration_label(row: pd.Series, varied: list[str]) -> str:
+    if "trial" in row.index:  # a search varies many values at once: its trials go by number
+        return f"trial {row['trial']}"
     if not varied:  # single runs with the same overrides: their folders tell them apart
         return str(row["job"])
     if len(varied) == 1:
@@ -102,8 +110,24 @@ def table_columns(varied: list[str]) -> list[str]:
 
 def format_cell(value: Any) -> str:
     if isinstance(value, float):
-        return "" if pd.isna(value) else f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+        if pd.isna(value):
+            return ""
+        if value and abs(value) < 1e-3:  # learning rates and coefficients
+            return f"{value:.3g}"
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
     return "" if value is None else str(value)
+
+
+def typed(value: str) -> Any:
+    """An override's value as a number where it is one (searched values have many digits to shorten)."""
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -123,15 +147,17 @@ def print_table(frame: pd.DataFrame, title: str) -> None:
 
 
 def write_plots(frame: pd.DataFrame, varied: list[str], sweep_dir: Path) -> list[Path]:
-    done = frame[frame["status"] == "completed"].copy()
-    if done.empty:
+    trained = frame[frame["status"].isin(("completed", "pruned"))].copy()  # pruned trials: curves, no test
+    if not (trained["status"] == "completed").any():
         return []
-    done["configuration"] = done.apply(configuration_label, axis=1, varied=varied)
+    trained["configuration"] = trained.apply(configuration_label, axis=1, varied=varied)
+    done = trained[trained["status"] == "completed"]
+    searched = "trial" in varied
     figures = {
-        "test_accuracy.png": plots.accuracy_bars_figure(done, varied),
-        "val_curves.png": plots.validation_curves_figure(done),
+        "test_accuracy.png": plots.accuracy_bars_figure(done, ["trial"] if searched else varied),
+        "val_curves.png": plots.validation_curves_figure(trained),
     }
-    if len(varied) == 2:
+    if len(varied) == 2 and not searched:
         figures["accuracy_heatmap.png"] = plots.accuracy_heatmap_figure(done, *varied)
     paths = []
     for name, fig in figures.items():

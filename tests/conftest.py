@@ -111,10 +111,12 @@ def quick_trainer(tmp_path: Path, **kwargs) -> L.Trainer:
     return L.Trainer(**(options | kwargs))
 
 
-def run_entry_point(script: str, *overrides: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
+def run_entry_point(
+    script: str, *overrides: str, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a script (train.py, eval.py, ...) or a module (emnist_lightning.export) in a subprocess as a user
-    would, with no EMNIST_DATA_DIR from this shell."""
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    would, with no EMNIST_DATA_DIR from this shell, and with `env` added to the environment."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
     env.pop("EMNIST_DATA_DIR", None)
     command = [str(REPO_ROOT / script)] if script.endswith(".py") else ["-m", script]
     return subprocess.run(

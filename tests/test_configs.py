@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import optuna
 import pytest
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -59,11 +61,10 @@ def test_every_group_has_options() -> None:
 
 @pytest.mark.parametrize(("group", "option"), group_options(), ids=lambda value: str(value))
 def test_option_composes_and_instantiates(tmp_path: Path, group: str, option: str) -> None:
-    if group == "trainer" and option == "gpu" and not torch.cuda.is_available():
-        cfg = compose_train(tmp_path, f"{group}={option}")
+    cfg = compose_train(tmp_path, f"{group}={option}")
+    if group == "trainer" and cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         assert cfg.trainer.precision == "bf16-mixed"
         return
-    cfg = compose_train(tmp_path, f"{group}={option}")
     if group == "callbacks" and option == "eval":
         build_entries(cfg.callbacks)
         return
@@ -202,7 +203,15 @@ def test_every_sweep_job_differs_from_the_first_only_as_named(tmp_path: Path, sw
 
 
 # Lightning's defaults that conf/trainer/default.yaml changes on purpose; the rest must match Lightning's.
-OUR_TRAINER_DEFAULTS = {"accelerator", "devices", "precision", "max_epochs", "deterministic", "default_root_dir"}
+OUR_TRAINER_DEFAULTS = {
+    "accelerator",
+    "devices",
+    "precision",
+    "max_epochs",
+    "deterministic",
+    "default_root_dir",
+    "use_distributed_sampler",
+}
 BUILT_ELSEWHERE = {"logger", "callbacks", "plugins"}
 
 
@@ -255,3 +264,19 @@ def test_option_trains_a_few_steps(tmp_path: Path, synthetic_dir: Path, group: s
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert torch.isfinite(trainer.callback_metrics["val/loss"])
     assert (tmp_path / "augmented_samples.png").is_file() == (group == "augment" and option != "none")
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["hydra/launcher=slurm", "hydra/launcher=submitit_local", "hydra/sweeper=emnist_optuna"]
+    + [f"hydra/sweeper/pruner={file.stem}" for file in sorted((CONF / "hydra" / "sweeper" / "pruner").glob("*.yaml"))],
+)
+def test_cluster_and_search_configs_compose(tmp_path: Path, override: str) -> None:
+    extra = ["hydra/sweeper=emnist_optuna"] if override.startswith("hydra/sweeper/pruner") else []
+    hydra = compose_train(tmp_path, *extra, override).hydra
+    if override.startswith("hydra/launcher"):
+        assert hydra.launcher._target_.startswith("hydra_plugins.hydra_submitit_launcher")
+        assert hydra.launcher.timeout_min > 0
+    else:
+        assert hydra.sweeper._target_ == "hydra_plugins.emnist_optuna_sweeper.optuna_sweeper.EmnistOptunaSweeper"
+        assert isinstance(instantiate(hydra.sweeper.pruner), optuna.pruners.BasePruner)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from emnist_lightning.data import EMNISTDataModule, files, idx
-from emnist_lightning.data.datamodule import stratified_split
+from emnist_lightning.data.datamodule import IndexBatches, stratified_split
 from emnist_lightning.errors import ConfigError, DataError
 
 
@@ -139,3 +140,44 @@ def test_test_stage_loads_only_the_test_split(synthetic_dir: Path, monkeypatch: 
         module.normalize(module.test_set.images[:1])
     module.setup("fit")
     assert loaded == ["test", "train"] and module.mean is not None
+
+
+@pytest.mark.parametrize("size", [1000, 1001, 1003])
+def test_ddp_ranks_train_on_disjoint_shards_that_cover_each_epoch(size: int) -> None:
+    """Two DDP ranks draw one permutation: their shards never overlap (but for the padding that evens out an
+    odd split), together hold every index, take the same number of steps, and change with the epoch."""
+    shards = [IndexBatches(size, 64, shuffle=True, seed=3, device=None, rank=rank, world_size=2) for rank in (0, 1)]
+    for sampler in shards:
+        sampler.set_epoch(5)
+    batches = [list(sampler) for sampler in shards]
+    assert len(batches[0]) == len(batches[1]) == len(shards[0]) == len(shards[1])
+    assert all(len(a) == len(b) == 32 for a, b in zip(batches[0][:-1], batches[1][:-1], strict=True))
+    seen = [torch.cat(rank_batches) for rank_batches in batches]
+    assert set(torch.cat(seen).tolist()) == set(range(size))
+    assert len(seen[0]) + len(seen[1]) == size + size % 2
+    assert len(set(seen[0].tolist()) & set(seen[1].tolist())) == size % 2
+    one_process = IndexBatches(size, 64, shuffle=True, seed=3, device=None)
+    one_process.set_epoch(5)
+    first = next(iter(one_process))
+    assert torch.equal(torch.cat([batches[0][0], batches[1][0]]).sort().values, first.sort().values), (
+        "a step of both ranks is the batch one process would take"
+    )
+    shards[0].set_epoch(6)
+    assert not torch.equal(torch.cat(list(shards[0])), seen[0])
+
+
+def test_ddp_evaluation_shards_count_every_image_once() -> None:
+    shards = [IndexBatches(1001, 100, shuffle=False, seed=0, device=None, rank=rank, world_size=3) for rank in range(3)]
+    seen = [torch.cat(list(sampler)) for sampler in shards]
+    assert sorted(torch.cat(seen).tolist()) == list(range(1001))
+    assert [len(list(sampler)) for sampler in shards] == [len(sampler) for sampler in shards] == [11, 10, 10]
+
+
+def test_global_batch_must_divide_among_processes(synthetic_dir: Path) -> None:
+    datamodule = EMNISTDataModule(synthetic_dir, download=False, batch_size=33, device_resident=False)
+    datamodule.setup("fit")
+    datamodule.trainer = SimpleNamespace(global_rank=0, world_size=2)
+    with pytest.raises(ConfigError, match="data.batch_size=33 is the global batch"):
+        datamodule.train_dataloader()
+    datamodule.batch_size = 32
+    assert datamodule.train_dataloader().sampler.world_size == 2

@@ -34,8 +34,10 @@ MID_SECOND_EPOCH = 17 + 9
 RESULTS = ("val_acc", "val_macro_acc", "val_loss", "test_acc", "test_macro_acc", "test_loss")
 
 
-def train(run_dir: Path, data_dir: Path, *overrides: str):
-    return run_entry_point("train.py", f"data.data_dir={data_dir}", f"hydra.run.dir={run_dir}", *RUN, *overrides)
+def train(run_dir: Path, data_dir: Path, *overrides: str, env: dict[str, str] | None = None):
+    return run_entry_point(
+        "train.py", f"data.data_dir={data_dir}", f"hydra.run.dir={run_dir}", *RUN, *overrides, env=env
+    )
 
 
 def record(run_dir: Path) -> dict:
@@ -102,12 +104,25 @@ def test_ctrl_c_stops_after_the_step_saves_and_resumes(
     assert_same_run(run_dir, uninterrupted)
 
 
-def test_sigterm_stops_like_ctrl_c(synthetic_dir: Path, tmp_path: Path) -> None:
+def test_sigterm_stops_like_ctrl_c_and_a_requeued_job_continues(
+    uninterrupted: Path, synthetic_dir: Path, tmp_path: Path
+) -> None:
     run_dir = tmp_path / "run"
-    stopped = train(run_dir, synthetic_dir, *signal_at_step(MID_SECOND_EPOCH, "SIGTERM"))
+    command = [
+        f"data.data_dir={synthetic_dir}",
+        f"hydra.run.dir={run_dir}",
+        *RUN,
+        *signal_at_step(MID_SECOND_EPOCH, "SIGTERM"),
+    ]
+    stopped = run_entry_point("train.py", *command)
     assert stopped.returncode == 143, stopped.stderr[-3000:]
     assert record(run_dir)["status"] == "interrupted"
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == MID_SECOND_EPOCH
+    # SLURM, having preempted the job, runs the same command again and counts the restart
+    requeued = run_entry_point("train.py", *command, env={"SLURM_RESTART_COUNT": "1"})
+    assert requeued.returncode == 0, requeued.stderr[-3000:]
+    assert f"Continuing from {run_dir / 'checkpoints' / 'last.ckpt'}" in (run_dir / "train.log").read_text()
+    assert_same_run(run_dir, uninterrupted)
 
 
 def test_resume_refuses_changes_that_would_alter_the_run(uninterrupted: Path, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from emnist_lightning import report
 from tests.conftest import run_entry_point
@@ -57,17 +58,20 @@ def test_joblib_launcher_runs_jobs_in_parallel(synthetic_dir: Path, tmp_path: Pa
     assert second["started_at"] < first["finished_at"], "the two jobs did not overlap in time"
 
 
-def count_trials(database: Path) -> int:
-    with sqlite3.connect(database) as connection:
-        return connection.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
-
-
-def test_optuna_search_is_stored_and_resumes(synthetic_dir: Path, tmp_path: Path) -> None:
+def test_optuna_preset_searches(synthetic_dir: Path, tmp_path: Path) -> None:
+    """python train.py -m hparams_search=mlp_optuna, as the README gives it (tests/test_search.py covers
+    pruning, workers and resuming)."""
     sweep_dir = tmp_path / "searches" / "mlp"  # does not exist yet, as on a user's first search
-    sweep(sweep_dir, synthetic_dir, "hparams_search=mlp_optuna", "hydra.sweeper.n_trials=2")
-    database = sweep_dir / "optuna.db"
-    assert count_trials(database) == 2
-    sweep(sweep_dir, synthetic_dir, "hparams_search=mlp_optuna", "hydra.sweeper.n_trials=1")
-    assert count_trials(database) == 3
-    assert len(list(sweep_dir.glob("*/metrics.json"))) == 3, "the resumed search overwrote earlier jobs"
-    assert (sweep_dir / "optimization_results.yaml").is_file()
+    sweep(
+        sweep_dir,
+        synthetic_dir,
+        "hparams_search=mlp_optuna",
+        "hydra.sweeper.n_trials=2",
+        "callbacks.test_diagnostics=null",
+    )
+    with sqlite3.connect(sweep_dir / "optuna.db") as connection:
+        states = connection.execute("SELECT state FROM trials ORDER BY number").fetchall()
+    assert states == [("COMPLETE",), ("COMPLETE",)]
+    assert sorted(report.report(sweep_dir, quiet=True)["trial"]) == [0, 1]
+    results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert results["study"] == "mlp_search" and results["trials"] == {"complete": 2}

@@ -62,10 +62,29 @@ class IndexBatches(Sampler[torch.Tensor]):
     Compared with BatchSampler(RandomSampler), no Python list is built per batch, and for
     device-resident data the indices never cross from the host during the epoch. Lightning calls
     `set_epoch` before every epoch; `resume_at` skips the batches an interrupted epoch already trained.
+
+    With several processes (DDP), `batch_size` is the global batch: every rank draws the same
+    permutation and takes every `world_size`-th index of each batch, so the ranks' shards are disjoint,
+    together make up the epoch, and one step of all ranks sees the batch one process would. Shuffled
+    (training) epochs are padded with their first indices to a multiple of `world_size`, as
+    DistributedSampler does, so every rank takes the same number of steps; evaluation is not padded, so
+    no image is counted twice.
     """
 
-    def __init__(self, size: int, batch_size: int, shuffle: bool, seed: int, device: torch.device | None) -> None:
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        device: torch.device | None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not one of world_size={world_size} ranks")
         self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
         self.device = device or torch.device("cpu")
         self.epoch = 0
         self.resume_position: tuple[int, int] | None = None  # (epoch, batches already trained)
@@ -76,22 +95,30 @@ class IndexBatches(Sampler[torch.Tensor]):
     def resume_at(self, epoch: int, batches_done: int) -> None:
         self.resume_position = (epoch, batches_done)
 
+    @property
+    def epoch_size(self) -> int:
+        """Indices per epoch, over all ranks: the split, padded for training."""
+        return self.size + (-self.size % self.world_size if self.shuffle else 0)
+
     def __len__(self) -> int:
-        return -(-self.size // self.batch_size)
+        batches = -(-self.epoch_size // self.batch_size)
+        last_batch = self.epoch_size - (batches - 1) * self.batch_size
+        return batches - (self.rank >= last_batch)  # an evaluation rank may get nothing of a short last batch
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         if self.shuffle:
             order = torch.randperm(
                 self.size, generator=torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
             )
+            order = torch.cat([order, order[: self.epoch_size - self.size]])
         else:
             order = torch.arange(self.size)
-        batches = order.to(self.device).split(self.batch_size)
+        batches = [batch[self.rank :: self.world_size] for batch in order.to(self.device).split(self.batch_size)]
         skip = 0
         if self.resume_position is not None and self.resume_position[0] == self.epoch:
             skip = self.resume_position[1]
         self.resume_position = None
-        yield from batches[skip:]
+        yield from (batch for batch in batches[skip:] if len(batch))
 
 
 class InMemoryDataset(Dataset):
@@ -202,9 +229,15 @@ class EMNISTDataModule(L.LightningDataModule):
         if split is None:
             raise RuntimeError("call setup() before asking for a dataloader")
         device = split.labels.device
+        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        if shuffle and batch_size % world_size:
+            raise ConfigError(
+                f"data.batch_size={batch_size} is the global batch and must divide evenly among the "
+                f"{world_size} processes; use a multiple of {world_size}"
+            )
         return DataLoader(
             InMemoryDataset(split),
-            sampler=IndexBatches(len(split), batch_size, shuffle, self.seed, device),
+            sampler=IndexBatches(len(split), batch_size, shuffle, self.seed, device, rank, world_size),
             batch_size=None,  # the dataset is indexed by a whole batch at once
             pin_memory=self.pin_memory and device.type == "cpu" and torch.cuda.is_available(),
             # Its own generator: otherwise every new iterator draws a seed from the global RNG, which

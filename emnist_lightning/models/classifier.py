@@ -165,7 +165,8 @@ class EMNISTClassifier(L.LightningModule):
     ) -> torch.Tensor:
         images, labels = batch
         logits = self.view_averaged_logits(images) if stage == "test" and self.test_time_shift else self(images)
-        self.log(f"{stage}/loss", F.cross_entropy(logits, labels), on_epoch=True, prog_bar=True)
+        # sync_dist: the mean over DDP ranks (the torchmetrics below reduce their own states)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, labels), on_epoch=True, prog_bar=True, sync_dist=True)
         metrics.update(logits.float(), labels)  # float: calibration bins of bf16 probabilities are coarse
         self.log_dict(metrics, on_epoch=True, prog_bar=True)
         return logits

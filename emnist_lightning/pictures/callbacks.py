@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
+from torchmetrics.utilities.distributed import gather_all_tensors
 
 from emnist_lightning.models.classifier import TestStepOutput
 from emnist_lightning.models.networks import ACTIVATIONS, CNN, MLP
@@ -29,6 +30,12 @@ def trainer_sink(trainer: L.Trainer, output_dir: Path) -> FigureSink:
     return FigureSink(output_dir, writers, trainer.global_step)
 
 
+def gathered(part: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Every DDP rank's `part`, concatenated on the CPU (shards may differ in length by a few images).
+    The exchange runs on the training device, which NCCL needs."""
+    return torch.cat([piece.cpu() for piece in gather_all_tensors(part.to(device))])
+
+
 def display_images(images: torch.Tensor) -> torch.Tensor:
     """(N, 1, 28, 28) normalised images -> (N, 28, 28) CPU floats for imshow (which rescales anyway)."""
     return images.detach().float().cpu().squeeze(1)
@@ -46,7 +53,8 @@ class DatasetSamples(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         datamodule = trainer.datamodule
-        if datamodule is None or trainer.ckpt_path:  # plain dataloaders have no classes; a resumed run drew it
+        # plain dataloaders have no classes; a resumed run drew it; in DDP the main process draws
+        if datamodule is None or trainer.ckpt_path or not trainer.is_global_zero:
             return
         train = datamodule.train_set
         samples = analysis.samples_per_class(
@@ -97,8 +105,12 @@ class TestDiagnostics(TestStepCallback):
         self.batches.append((probabilities.cpu(), outputs.labels.cpu(), display_images(outputs.images)))
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        probabilities, labels, images = (torch.cat(parts) for parts in zip(*self.batches, strict=True))
-        self.outputs = TestOutputs(probabilities, labels, images)
+        parts = [torch.cat(part) for part in zip(*self.batches, strict=True)]
+        if trainer.world_size > 1:  # each DDP rank tested its shard: the report shows the whole split
+            parts = [gathered(part, pl_module.device) for part in parts]
+        if not trainer.is_global_zero:
+            return
+        self.outputs = TestOutputs(*parts)
         write_test_report(
             self.outputs, trainer.datamodule.classes, trainer_sink(trainer, self.output_dir), self.settings
         )
@@ -118,6 +130,8 @@ class ModelPictures(TestStepCallback):
             self.first_image = outputs.images[:1].detach()
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
         network, sink = pl_module.network, trainer_sink(trainer, self.output_dir)
         if isinstance(network, CNN) and self.first_image is not None:
             self._cnn(sink, network, self.first_image)

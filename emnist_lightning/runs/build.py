@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.plugins import TorchCheckpointIO
@@ -17,6 +18,9 @@ from omegaconf import DictConfig
 from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.models import EMNISTClassifier
 from emnist_lightning.runs.callbacks import EpochTimer, GracefulStop, MetricHistory, RandomState
+
+if TYPE_CHECKING:
+    from emnist_lightning.search.pruning import TrialReport
 
 
 def build_datamodule(cfg: DictConfig) -> EMNISTDataModule:
@@ -50,6 +54,7 @@ class TrainingCallbacks:
 
     history: MetricHistory
     timer: EpochTimer
+    trial: TrialReport | None  # a trial of an Optuna search reports its epochs to the study
     all: list[L.Callback]
 
 
@@ -58,7 +63,16 @@ def build_training_callbacks(cfg: DictConfig) -> TrainingCallbacks:
     # The timer runs first, so a pass's time excludes the figures other callbacks draw after it.
     bookkeeping = [timer, history, RandomState(), GracefulStop()]
     averaging = [instantiate(cfg.weight_averaging)] if cfg.get("weight_averaging") else []
-    return TrainingCallbacks(history, timer, [*bookkeeping, *averaging, *build_entries(cfg.get("callbacks"))])
+    trial = None
+    search = cfg.get("search")
+    if search is not None and search.get("trial") is not None:
+        from emnist_lightning.search.pruning import TrialReport  # Optuna is imported by search trials only
+
+        trial = TrialReport(search, pruner=HydraConfig.get().sweeper.get("pruner"))
+    configured = build_entries(cfg.get("callbacks"))
+    return TrainingCallbacks(
+        history, timer, trial, [*bookkeeping, *averaging, *([trial] if trial else []), *configured]
+    )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

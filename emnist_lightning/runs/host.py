@@ -26,6 +26,9 @@ def quiet_expected_warnings() -> None:
     # Batches come from resident tensors, so worker processes would only add overhead.
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*`srun` command is available.*")
+    # In DDP the epoch values logged without sync_dist are torchmetrics results (reduced over the ranks
+    # already) and each process's own pass times.
+    warnings.filterwarnings("ignore", ".*when logging on epoch level in distributed setting.*")
 
 
 def keep_freed_memory() -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from emnist_lightning.runs.context import RunContext
@@ -26,7 +27,9 @@ METRICS_FILE = "metrics.json"
 class RunRecord:
     """One run's outcome. Accuracies are of the best checkpoint; absent values are left out of the file."""
 
-    status: str  # completed, failed, interrupted (resumable), or fast_dev_run (a smoke test, not a trained model)
+    # completed, failed, interrupted (resumable), pruned (a search trial its pruner stopped), or fast_dev_run
+    # (a smoke test, not a trained model)
+    status: str
     choices: dict[str, str] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
     peak_rss_mb: float | None = None
@@ -59,9 +62,12 @@ class RunRecord:
         return self.status == "completed"
 
     def write(self, directory: Path) -> Path:
-        """Write metrics.json atomically, so a reader never sees half a file."""
-        directory.mkdir(parents=True, exist_ok=True)
+        """Write metrics.json atomically, so a reader never sees half a file. In a run of several processes
+        (DDP) only the main one writes: they all hold the same, reduced, values."""
         path = directory / METRICS_FILE
+        if rank_zero_only.rank != 0:
+            return path
+        directory.mkdir(parents=True, exist_ok=True)
         values = {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(values, indent=2, default=str) + "\n")

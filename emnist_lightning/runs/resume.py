@@ -4,10 +4,14 @@ The run's composed config (`.hydra/config.yaml`) is reused as it was, and Hydra 
 files. Only keys that cannot change what was trained so far may be given again. Training continues from
 `checkpoints/last.ckpt` with its epoch, optimizer, scheduler, metric and random states, and logs into the
 same TensorBoard folder, whose events after the checkpoint's step are replaced.
+
+A SLURM job that the cluster requeues (after preemption or its time limit) continues the same way, by itself.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -75,6 +79,8 @@ def resumed_config(cfg: DictConfig, context: RunContext) -> DictConfig:
         if key != "resume":
             OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), merge=False)
     resumed.resume = str(run_dir)
+    if resumed.get("search") is not None:  # a search trial continued by hand: its trial has been told already
+        resumed.search.trial = None
     return resumed
 
 
@@ -94,6 +100,22 @@ def check_epochs(wanted: int, original: DictConfig) -> None:
         )
 
 
-def checkpoint_step(run_dir: Path) -> int:
-    """The optimizer step the run's last checkpoint was taken at."""
-    return int(read_checkpoint(run_dir / LAST_CHECKPOINT)["global_step"])
+def checkpoint_step(checkpoint: Path) -> int:
+    """The optimizer step a checkpoint was taken at."""
+    return int(read_checkpoint(checkpoint)["global_step"])
+
+
+def requeued(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether this is a SLURM job running again after preemption or its time limit (SLURM counts the
+    restarts; submitit's launcher requeues its jobs with the same folder and config)."""
+    return int(environ.get("SLURM_RESTART_COUNT") or 0) > 0
+
+
+def requeued_checkpoint(run_dir: Path) -> Path | None:
+    """For a requeued job: the last.ckpt its earlier attempt left in its folder, to continue from. None
+    otherwise, and None when Lightning's own SLURM requeue (on SIGUSR1) saved an hpc_ckpt_N.ckpt there,
+    which Lightning loads itself."""
+    if not requeued() or any(run_dir.glob("hpc_ckpt_*.ckpt")):
+        return None
+    last = run_dir / LAST_CHECKPOINT
+    return last if last.is_file() else None

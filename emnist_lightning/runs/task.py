@@ -6,7 +6,8 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -20,7 +21,7 @@ from emnist_lightning.runs.config import argument_value, config_dir
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.host import configure_host
 from emnist_lightning.runs.record import METRICS_FILE, RunRecord
-from emnist_lightning.runs.resume import LAST_CHECKPOINT
+from emnist_lightning.runs.resume import LAST_CHECKPOINT, requeued
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +34,10 @@ def run_entry_point(
     """Run `task` as a Hydra app of conf/<config_name>.yaml on this process's command line, which
     `prepare_arguments` may rewrite first (as resume= does); a user error there is one line too."""
     arguments = sys.argv[1:]
-    try:
+    with user_errors_end_the_process():
         if not any(argument.startswith("resume=") for argument in arguments):
             check_output_location(arguments)
         arguments = prepare_arguments(arguments) if prepare_arguments else arguments
-    except UserError as err:
-        fail(str(err))
     sys.argv = [sys.argv[0], *arguments]
 
     @hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)
@@ -53,7 +52,8 @@ def check_output_location(arguments: list[str]) -> None:
     writable. Hydra would otherwise overwrite .hydra/ and the log, or fail with a traceback."""
     multirun = "-m" in arguments or "--multirun" in arguments
     explicit = argument_value(arguments, "hydra.sweep.dir" if multirun else "hydra.run.dir")
-    if explicit and not multirun and argument_value(arguments, "overwrite") not in ("true", "True"):
+    overwrite = argument_value(arguments, "overwrite") in ("true", "True")
+    if explicit and not multirun and not overwrite and not requeued():  # a requeued job continues its run
         record = RunRecord.read(Path(explicit))
         if record is not None and record.status in ("completed", "interrupted"):
             advice = f"resume it with resume={explicit}" if record.status == "interrupted" else "choose another folder"
@@ -74,6 +74,16 @@ def check_output_location(arguments: list[str]) -> None:
 def fail(message: str, exit_code: int = 1) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(exit_code)
+
+
+@contextmanager
+def user_errors_end_the_process() -> Iterator[None]:
+    """A UserError raised inside becomes one line and exit status 1 (outside a job, where run_task would
+    record it; e.g. in the search's sweeper, which Hydra would otherwise report with a traceback)."""
+    try:
+        yield
+    except UserError as err:
+        fail(str(err))
 
 
 def run_task(task: Task, cfg: DictConfig) -> float | None:
@@ -113,7 +123,7 @@ def record_interruption(context: RunContext, signal_name: str) -> None:
 class SweepOutcome(Callback):
     """Around a multirun, in the launching process. Before it: create the sweep dir, where the Optuna
     sweeper opens its SQLite study before any job has made the folder. After it: exit with status 1 when no
-    job completed, so that scripts and CI notice a sweep that produced nothing."""
+    job completed (or was pruned by a search), so that scripts and CI notice a sweep that produced nothing."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: object) -> None:
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
@@ -121,5 +131,5 @@ class SweepOutcome(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         records = [RunRecord.read(path.parent) for path in sweep_dir.rglob(METRICS_FILE)]
-        if records and not any(record is not None and record.completed for record in records):
+        if records and not any(record is not None and record.status in ("completed", "pruned") for record in records):
             fail(f"all {len(records)} jobs of the sweep in {sweep_dir} failed; their metrics.json files say why")
