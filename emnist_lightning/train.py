@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, open_dict
 
 from emnist_lightning.errors import ConfigError
-from emnist_lightning.runs import build, resume
+from emnist_lightning.runs import build, resume, timing
 from emnist_lightning.runs.callbacks import early_stop_reason
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.record import RunRecord, log_hparams, stage_metrics
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig, context: RunContext) -> float:
     """Fit (or continue fitting, with resume= or as a requeued SLURM job), then evaluate the best checkpoint
     on validation and test; returns the best validation accuracy."""
+    timing.start()
     if cfg.get("resume"):
         cfg = resume.resumed_config(cfg, context)
         resume_from = Path(cfg.resume) / resume.LAST_CHECKPOINT
@@ -39,16 +41,22 @@ def train(cfg: DictConfig, context: RunContext) -> float:
     model = build.build_model(cfg)
     callbacks = build.build_training_callbacks(cfg)
     trainer = build.build_trainer(cfg, callbacks.all)
+    timing.lap("build")
 
     started_at = time.time()
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    timing.lap("after training")
+    # Copies: validating and testing the best checkpoint below restore its callback states, which end at
+    # its epoch.
     fitted = {
         "epochs": trainer.current_epoch,
         "fit_seconds": round(time.time() - started_at, 2),
         "params": model.num_parameters,
-        "history": callbacks.history.history,
-        "seconds": callbacks.timer.seconds,
+        "history": copy.deepcopy(callbacks.history.history),
+        "seconds": copy.deepcopy(callbacks.timer.seconds),
         "started_at": started_at,
+        "laps": timing.laps,
+        "pictures": timing.pictures,
     }
     if callbacks.trial is not None and callbacks.trial.pruned_at is not None:
         return record_pruned_trial(context, callbacks, fitted)
@@ -59,9 +67,13 @@ def train(cfg: DictConfig, context: RunContext) -> float:
     metrics = stage_metrics(
         trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True), "val"
     )
+    timing.lap("validate best")
     metrics |= stage_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True), "test")
+    timing.lap("test best")
+    fitted["seconds"]["test"] = callbacks.timer.seconds["test"]
 
     log_hparams(trainer, cfg, context, metrics)
+    timing.lap("hparams")
     record = RunRecord.of_run(
         context,
         "fast_dev_run" if cfg.trainer.get("fast_dev_run") else "completed",

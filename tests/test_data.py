@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,6 +13,7 @@ import torch
 from emnist_lightning.data import EMNISTDataModule, files, idx
 from emnist_lightning.data.datamodule import IndexBatches, stratified_split
 from emnist_lightning.errors import ConfigError, DataError
+from tests.conftest import write_synthetic_emnist
 
 
 @pytest.fixture
@@ -127,9 +129,9 @@ def test_test_stage_loads_only_the_test_split(synthetic_dir: Path, monkeypatch: 
     loaded = []
     original = files.load_split
 
-    def recording_load_split(data_dir: Path, split: str) -> files.Split:
+    def recording_load_split(data_dir: Path, split: str, **kwargs) -> files.Split:
         loaded.append(split)
-        return original(data_dir, split)
+        return original(data_dir, split, **kwargs)
 
     monkeypatch.setattr("emnist_lightning.data.datamodule.load_split", recording_load_split)
     module = EMNISTDataModule(synthetic_dir, download=False)
@@ -181,3 +183,56 @@ def test_global_batch_must_divide_among_processes(synthetic_dir: Path) -> None:
         datamodule.train_dataloader()
     datamodule.batch_size = 32
     assert datamodule.train_dataloader().sampler.world_size == 2
+
+
+def test_a_decoded_split_is_read_from_the_cache_the_second_time(
+    fresh_synthetic_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = files.load_split(fresh_synthetic_dir, "train", cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("train-*.npz"))) == 1
+    monkeypatch.setattr(files.idx, "read_images", lambda path: pytest.fail("decoded again despite the cache"))
+    second = files.load_split(fresh_synthetic_dir, "train", cache_dir=tmp_path / "cache")
+    assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+    assert second.images.dtype == torch.uint8 and second.labels.dtype == torch.int64
+
+
+def test_a_changed_file_is_never_served_from_the_cache(fresh_synthetic_dir: Path, tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    before = files.load_split(fresh_synthetic_dir, "train", cache_dir=cache_dir)
+    write_synthetic_emnist(fresh_synthetic_dir, seed=7)  # the same names, other images
+    after = files.load_split(fresh_synthetic_dir, "train", cache_dir=cache_dir)
+    assert not torch.equal(before.images, after.images)
+    assert torch.equal(after.images, files.load_split(fresh_synthetic_dir, "train").images), "not the new file"
+    assert len(list(cache_dir.glob("train-*.npz"))) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_cache_is_rebuilt_with_a_warning(
+    fresh_synthetic_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    cache_dir = tmp_path / "cache"
+    expected = files.load_split(fresh_synthetic_dir, "test", cache_dir=cache_dir)
+    (entry,) = cache_dir.glob("test-*.npz")
+    data = bytearray(entry.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:  # one pixel inside the stored images: the zip's CRC-32 no longer matches
+        data[len(data) // 2] ^= 0xFF
+    entry.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        reloaded = files.load_split(fresh_synthetic_dir, "test", cache_dir=cache_dir)
+    assert torch.equal(reloaded.images, expected.images)
+    assert f"the data cache {entry}" in caplog.text and "decoding the IDX files again" in caplog.text
+    caplog.clear()
+    files.load_split(fresh_synthetic_dir, "test", cache_dir=cache_dir)
+    assert "data cache" not in caplog.text, "the rebuilt entry is sound"
+
+
+def test_an_unwritable_cache_is_skipped_with_a_warning(
+    synthetic_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    with caplog.at_level(logging.WARNING):
+        split = files.load_split(synthetic_dir, "test", cache_dir=blocked / "cache")
+    assert len(split) == 47 * 6 and "cannot write the data cache" in caplog.text

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import run_entry_point
@@ -211,3 +212,18 @@ def test_fast_dev_run_is_recorded_as_what_it_is(synthetic_dir: Path, tmp_path: P
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "fast_dev_run"
+
+
+def test_record_keeps_every_epoch_when_the_best_came_first(synthetic_dir: Path, tmp_path: Path) -> None:
+    """Validating and testing the best checkpoint restore its callback states, which end at its epoch:
+    metrics.json still holds every epoch's history and times, and where the run's time went."""
+    run_dir = tmp_path / "run"
+    result = train(run_dir, synthetic_dir, *TINY["mlp"], "callbacks.model_checkpoint.mode=min")  # best: epoch 0
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)["epoch"] == 0
+    assert len(metrics["history"]["val/acc"]) == 3
+    assert [len(metrics["seconds"][pass_]) for pass_ in ("train_epoch", "val_epoch", "test")] == [3, 3, 1]
+    laps = {"build", "data", "before training", "training epochs", "after training", "validate best", "test best"}
+    assert laps <= set(metrics["laps"])
+    assert {"dataset_samples.png", "confusion_matrix.png", "reliability.png"} <= set(metrics["pictures"])

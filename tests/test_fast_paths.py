@@ -97,3 +97,28 @@ def test_limit_batches_are_full_across_epochs() -> None:
     assert [len(batch) for batch in batches] == [32] * 10
     first_epoch = torch.cat(batches)[:100]
     assert sorted(first_epoch.tolist()) == list(range(100))  # each epoch is a permutation
+
+
+def test_whole_run_benchmark_smoke(synthetic_dir: Path, tmp_path: Path) -> None:
+    """benchmarks/whole_run.py on the synthetic files: train.py and the bare script both run, and the
+    breakdown of train.py's time adds up to the process's wall time."""
+    output = tmp_path / "whole.json"
+    result = run_entry_point(
+        "benchmarks/whole_run.py",
+        "--data-dir",
+        str(synthetic_dir),
+        "--repeats",
+        "1",
+        "--no-sweep",
+        "--json",
+        str(output),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    single = report["runs"]["single"]
+    assert single["ours_s"] > 0 and single["bare_s"] > 0 and single["ratio"] == single["ours_s"] / single["bare_s"]
+    run = report["last_single_run"]
+    accounted = run["start-up"] + sum(run["laps"].values()) + run["exit"]
+    assert accounted == pytest.approx(single["ours_s"], abs=0.5)
+    assert {"confusion_matrix.png", "dataset_samples.png"} <= set(run["pictures"])
+    assert "where the last single run's" in result.stdout

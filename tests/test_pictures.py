@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.tensorboard import SummaryWriter
 
 from emnist_lightning.data import BALANCED_CLASSES
-from emnist_lightning.pictures import analysis, test_report
+from emnist_lightning.pictures import analysis, plots, test_report
 from tests.conftest import run_entry_point
 
 TEST_IMAGES = 47 * 6  # the synthetic test split
@@ -165,3 +165,11 @@ def test_visualize_data(synthetic_dir: Path, tmp_path: Path) -> None:
 def test_visualize_without_subcommand_explains_usage() -> None:
     result = run_entry_point("emnist_lightning/visualize.py")
     assert result.returncode == 1 and "usage: python -m emnist_lightning.visualize {data}" in result.stderr
+
+
+def test_image_grids_of_nothing_still_draw(tmp_path: Path) -> None:
+    """A model that made no mistakes leaves the mistakes gallery empty; the picture is still written."""
+    plots.save_figure(plots.image_grid_figure(np.zeros((0, 28, 28)), [], title="none"), tmp_path / "empty.png")
+    plots.save_figure(plots.confused_pairs_figure([]), tmp_path / "no_pairs.png")
+    assert_sensible_png(tmp_path / "empty.png")
+    assert_sensible_png(tmp_path / "no_pairs.png")

@@ -149,6 +149,7 @@ class EMNISTDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         device_resident: bool | str = "auto",
         augment: BatchAugment | None = None,
+        cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
@@ -166,6 +167,7 @@ class EMNISTDataModule(L.LightningDataModule):
             raise ConfigError(f"data.device_resident={device_resident!r} must be true, false or auto")
         self.device_resident = device_resident
         self.augment = None if augment is None or augment.is_identity else augment
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None  # decoded splits (data/cache.py)
         self.classes: tuple[str, ...] = BALANCED_CLASSES
         self.mean: float | None = None
         self.std: float | None = None
@@ -187,13 +189,13 @@ class EMNISTDataModule(L.LightningDataModule):
         ensure_files(self.data_dir, download=False)
         self.classes = read_classes(self.data_dir)
         if stage in ("fit", "validate", None) and self.train_set is None:
-            full_train = load_split(self.data_dir, "train")
+            full_train = load_split(self.data_dir, "train", cache_dir=self.cache_dir)
             train_indices, val_indices = stratified_split(full_train.labels, self.val_fraction, self.seed)
             self.train_set, self.val_set = full_train.subset(train_indices), full_train.subset(val_indices)
             self.mean, self.std = pixel_stats(self.train_set.images)
         # Fitting reads (and so validates) the test files too: a corrupt one then costs seconds, not a training.
         if stage in ("fit", "test", "predict", None) and self.test_set is None:
-            self.test_set = load_split(self.data_dir, "test")
+            self.test_set = load_split(self.data_dir, "test", cache_dir=self.cache_dir)
         device = self.resident_device()
         if device is not None:
             self.train_set, self.val_set, self.test_set = (

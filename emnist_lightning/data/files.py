@@ -10,9 +10,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from emnist_lightning.data import idx
+from emnist_lightning.data import cache, idx
 from emnist_lightning.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -118,13 +119,33 @@ class Split:
         return Split(self.images.to(device), self.labels.to(device))
 
 
-def load_split(data_dir: Path, split: str, num_classes: int = NUM_CLASSES) -> Split:
-    """Read and validate one official split, turning the stored (transposed) images upright."""
+def load_split(data_dir: Path, split: str, num_classes: int = NUM_CLASSES, cache_dir: Path | None = None) -> Split:
+    """Read and validate one official split, turning the stored (transposed) images upright. With a
+    `cache_dir`, a split decoded before from the same files is read from there (data/cache.py)."""
     images_name, labels_name = SPLIT_FILES[split]
     images_path, labels_path = find_file(data_dir, images_name), find_file(data_dir, labels_name)
     if images_path is None or labels_path is None:
         raise DataError(f"'{data_dir}' lacks the {split} files; run with data.download=true or fix data.data_dir")
-    images = read_upright_images(images_path)
+
+    def decode() -> tuple[np.ndarray, np.ndarray]:
+        return decode_split(images_path, labels_path, num_classes)
+
+    sources = (images_path, labels_path)
+    images, labels = cache.cached_arrays(cache_dir, split, sources, decode) if cache_dir else decode()
+    if len(labels) != OFFICIAL_COUNTS[split]:
+        log.warning(
+            "%s split has %d images, not the official %d: this is not the official EMNIST Balanced "
+            "split, so results are not comparable with published ones",
+            split,
+            len(labels),
+            OFFICIAL_COUNTS[split],
+        )
+    return Split(torch.from_numpy(images), torch.from_numpy(labels))
+
+
+def decode_split(images_path: Path, labels_path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Upright (N, 1, 28, 28) uint8 images and int64 labels of two IDX files, checked against each other."""
+    images = read_upright_images(images_path).numpy()
     labels = idx.read_labels(labels_path)
     if len(images) != len(labels):
         raise DataError(
@@ -136,15 +157,7 @@ def load_split(data_dir: Path, split: str, num_classes: int = NUM_CLASSES) -> Sp
             f"{labels_path}: label {int(labels.max())} is outside 0..{num_classes - 1}; these are "
             "not EMNIST Balanced labels (another EMNIST split?)"
         )
-    if len(labels) != OFFICIAL_COUNTS[split]:
-        log.warning(
-            "%s split has %d images, not the official %d: this is not the official EMNIST Balanced "
-            "split, so results are not comparable with published ones",
-            split,
-            len(labels),
-            OFFICIAL_COUNTS[split],
-        )
-    return Split(images, torch.from_numpy(labels.astype("int64")))
+    return images, labels.astype("int64")
 
 
 def read_upright_images(path: Path) -> torch.Tensor:

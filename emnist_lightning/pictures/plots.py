@@ -13,17 +13,62 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.collections import PatchCollection
+from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
+
+DPI = 110
 
 
 def save_figure(fig: Figure, path: Path, writers: Sequence[SummaryWriter] = (), tag: str = "", step: int = 0) -> None:
-    """Write `fig` as a PNG and, under `tag`, into each TensorBoard writer; then free it."""
+    """Render `fig` once, write it as a PNG and, under `tag`, into each TensorBoard writer; then free it.
+    (savefig and add_figure would each render it again.)"""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.set_dpi(DPI)
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    Image.fromarray(pixels).save(path, compress_level=3)  # zlib's fast levels: a third of level 6's time
     for writer in writers:
-        writer.add_figure(tag, fig, global_step=step, close=False)
+        writer.add_image(tag, pixels, global_step=step, dataformats="HWC")
     plt.close(fig)
+
+
+def mosaic(tiles: np.ndarray, columns: int, gap: int, top: int = 0) -> np.ndarray:
+    """(N, H, W) tiles laid out `columns` to a row on a NaN background (drawn blank), `gap` pixels apart,
+    with `top` blank pixels above each tile for its caption. One image drawn once is far cheaper than
+    one axes per tile."""
+    count, height, width = tiles.shape
+    rows = max(1, -(-count // columns))
+    cell_height, cell_width = top + height + gap, width + gap
+    canvas = np.full((rows * cell_height, columns * cell_width - gap), np.nan)
+    for index, tile in enumerate(tiles):
+        row, column = divmod(index, columns)
+        y, x = row * cell_height + top, column * cell_width
+        canvas[y : y + height, x : x + width] = tile
+    return canvas
+
+
+def tile_corner(index: int, columns: int, tile_shape: tuple[int, int], gap: int, top: int = 0) -> tuple[float, float]:
+    """The (x, y) of the top-left pixel edge of tile `index` in `mosaic`'s image, in imshow's data units."""
+    row, column = divmod(index, columns)
+    return column * (tile_shape[1] + gap) - 0.5, row * (top + tile_shape[0] + gap) + top - 0.5
+
+
+def unit_scaled(images: np.ndarray) -> np.ndarray:
+    """Each image stretched to [0, 1] on its own, as imshow would scale it alone in its axes."""
+    if not len(images):  # e.g. the mistakes of a model that made none
+        return images.astype(float)
+    flat = images.reshape(len(images), -1).astype(float)
+    low, high = flat.min(axis=1, keepdims=True), flat.max(axis=1, keepdims=True)
+    return ((flat - low) / np.where(high > low, high - low, 1.0)).reshape(images.shape)
+
+
+def blank_for_nan(name: str) -> Colormap:
+    """The colormap `name`, drawing NaN (the mosaic's background) as the figure's white."""
+    return plt.get_cmap(name).with_extremes(bad="white")
 
 
 def confusion_matrix_figure(
@@ -39,17 +84,14 @@ def confusion_matrix_figure(
         values = values / np.maximum(values.sum(axis=1, keepdims=True), 1)
     if hide_diagonal:
         np.fill_diagonal(values, np.nan)  # the correct predictions would drown out the confusions
-    fig, ax = plt.subplots(figsize=(13, 11), layout="constrained")
+    # Seaborn draws the whole figure once to check its tick labels: the layout engine and the colorbar,
+    # which would make that draw cost as much as the real one, come after it.
+    fig, ax = plt.subplots(figsize=(13, 11))
     sns.heatmap(
-        values,
-        ax=ax,
-        cmap="rocket_r",
-        square=True,
-        xticklabels=list(classes),
-        yticklabels=list(classes),
-        cbar_kws={"label": "fraction of true class" if normalize else "images", "shrink": 0.8},
-        linewidths=0.0,
+        values, ax=ax, cmap="rocket_r", square=True, xticklabels=list(classes), yticklabels=list(classes), cbar=False
     )
+    fig.set_layout_engine("constrained")
+    fig.colorbar(ax.collections[0], ax=ax, shrink=0.8, label="fraction of true class" if normalize else "images")
     ax.set_xlabel("predicted", fontsize=13)
     ax.set_ylabel("true", fontsize=13)
     ax.tick_params(axis="both", labelsize=9, rotation=0)
@@ -65,15 +107,15 @@ def image_grid_figure(
     title: str | None = None,
 ) -> Figure:
     """Upright (N, 28, 28) images in a grid, each with a caption above it."""
-    rows = max(1, int(np.ceil(len(images) / columns)))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.4 * columns, 1.6 * rows), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= len(images):
-            continue
-        ax.imshow(images[i], cmap="gray_r")
-        color = caption_colors[i] if caption_colors is not None else "black"
-        ax.set_title(captions[i], fontsize=10, color=color)
+    rows = max(1, -(-len(images) // columns))
+    gap, top = 4, 8
+    fig, ax = plt.subplots(figsize=(1.4 * columns, 1.6 * rows + (0.4 if title else 0)))
+    ax.imshow(mosaic(unit_scaled(images), columns, gap, top), cmap=blank_for_nan("gray_r"), vmin=0, vmax=1)
+    for index, caption in enumerate(captions[: len(images)]):
+        x, y = tile_corner(index, columns, images.shape[1:], gap, top)
+        color = caption_colors[index] if caption_colors is not None else "black"
+        ax.text(x + images.shape[2] / 2, y - 1.5, caption, ha="center", va="bottom", fontsize=10, color=color)
+    ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=13)
     fig.tight_layout()
@@ -134,15 +176,20 @@ def accuracy_heatmap_figure(results: pd.DataFrame, rows: str, columns: str) -> F
 def class_samples_figure(samples: np.ndarray, classes: Sequence[str]) -> Figure:
     """(classes, rows, 28, 28) random samples: one column per class, its character on top."""
     num_classes, rows = samples.shape[:2]
-    fig, axes = plt.subplots(rows, num_classes, figsize=(0.42 * num_classes, 0.46 * rows + 0.5), squeeze=False)
-    for column in range(num_classes):
-        for row in range(rows):
-            ax = axes[row, column]
-            ax.imshow(samples[column, row], cmap="gray_r")
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[0, column].set_title(classes[column], fontsize=12, fontweight="bold")
-    fig.subplots_adjust(wspace=0.05, hspace=0.05, left=0.005, right=0.995, bottom=0.01, top=0.93)
+    height, width = samples.shape[2:]
+    gap = 2
+    by_row = samples.transpose(1, 0, 2, 3).reshape(-1, height, width)  # mosaic fills row by row
+    fig, ax = plt.subplots(figsize=(0.42 * num_classes, 0.46 * rows + 0.5))
+    ax.imshow(mosaic(unit_scaled(by_row), num_classes, gap), cmap=blank_for_nan("gray_r"), vmin=0, vmax=1)
+    frames = [
+        Rectangle(tile_corner(index, num_classes, (height, width), gap), width, height) for index in range(len(by_row))
+    ]
+    ax.add_collection(PatchCollection(frames, facecolor="none", edgecolor="black", linewidth=0.6))
+    for column, name in enumerate(classes[:num_classes]):
+        x, y = tile_corner(column, num_classes, (height, width), gap)
+        ax.text(x + width / 2, y - 2, name, ha="center", va="bottom", fontsize=12, fontweight="bold")
+    ax.axis("off")
+    fig.subplots_adjust(left=0.005, right=0.995, bottom=0.01, top=0.93)
     return fig
 
 
@@ -166,7 +213,9 @@ def per_class_metrics_figure(table: pd.DataFrame) -> Figure:
     ordered = table.sort_values("f1")
     long = ordered.melt(id_vars="class", value_vars=["accuracy", "precision", "recall", "f1"], var_name="metric")
     fig, ax = plt.subplots(figsize=(16, 5.5), layout="constrained")
-    sns.barplot(long, x="class", y="value", hue="metric", ax=ax, palette="muted", order=list(ordered["class"]))
+    sns.barplot(
+        long, x="class", y="value", hue="metric", ax=ax, palette="muted", order=list(ordered["class"]), errorbar=None
+    )  # one value per bar: no error bars to estimate
     ax.set_ylim(max(0.0, long["value"].min() - 0.05), 1.0)
     ax.set_xlabel("character (worst F1 first)")
     ax.set_title("Per-class metrics (test)")
@@ -177,13 +226,18 @@ def per_class_metrics_figure(table: pd.DataFrame) -> Figure:
 def confused_pairs_figure(pairs: list[tuple[str, str, int, np.ndarray]], examples: int = 8) -> Figure:
     """One row per (true, predicted, count, images) pair: the label, then example images."""
     rows = max(1, len(pairs))
-    fig, axes = plt.subplots(rows, examples + 1, figsize=(1.2 * (examples + 1) + 1, 1.25 * rows), squeeze=False)
-    for row, (true, predicted, count, images) in enumerate(pairs):
-        axes[row, 0].text(0.5, 0.5, f"{true} → {predicted}\n{count}×", ha="center", va="center", fontsize=13)
-        for column in range(examples + 1):
-            axes[row, column].axis("off")
-        for column, image in enumerate(images[:examples], start=1):
-            axes[row, column].imshow(image, cmap="gray_r")
+    gap = 6
+    tiles = np.full((rows * (examples + 1), 28, 28), np.nan)  # the first tile of a row holds the label
+    for row, (*_, images) in enumerate(pairs):
+        shown = images[:examples]
+        if len(shown):
+            tiles[row * (examples + 1) + 1 : row * (examples + 1) + 1 + len(shown)] = unit_scaled(shown)
+    fig, ax = plt.subplots(figsize=(1.2 * (examples + 1) + 1, 1.25 * rows + 0.4))
+    ax.imshow(mosaic(tiles, examples + 1, gap), cmap=blank_for_nan("gray_r"), vmin=0, vmax=1)
+    for row, (true, predicted, count, _) in enumerate(pairs):
+        x, y = tile_corner(row * (examples + 1), examples + 1, (28, 28), gap)
+        ax.text(x + 14, y + 14, f"{true} → {predicted}\n{count}×", ha="center", va="center", fontsize=13)
+    ax.axis("off")
     fig.suptitle("Most-confused pairs (true → predicted, test)", fontsize=13)
     fig.tight_layout()
     return fig
@@ -212,13 +266,13 @@ def reliability_figure(confidence: np.ndarray, correct: np.ndarray, bins: int, e
 
 def filters_figure(weights: np.ndarray, title: str, columns: int = 8) -> Figure:
     """(N, H, W) filters or weight images, each scaled symmetrically around zero."""
-    rows = int(np.ceil(len(weights) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.3 * rows + 0.5), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, weight in zip(axes.flat, weights, strict=False):
-        limit = np.abs(weight).max() or 1.0
-        ax.imshow(weight, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    rows = max(1, -(-len(weights) // columns))
+    limits = np.abs(weights.reshape(len(weights), -1)).max(axis=1)
+    scaled = weights / np.where(limits > 0, limits, 1.0)[:, None, None]
+    fig, ax = plt.subplots(figsize=(1.3 * columns, 1.3 * rows + 0.5))
+    gap = max(2, weights.shape[-1] // 6)
+    ax.imshow(mosaic(scaled, columns, gap), cmap=blank_for_nan("RdBu_r"), vmin=-1, vmax=1)
+    ax.axis("off")
     fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     return fig

@@ -6,8 +6,9 @@ per-class metrics, confused pairs, galleries and a reliability diagram.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from emnist_lightning.pictures import analysis, plots
+from emnist_lightning.runs import timing
 
 PREDICTION_GRID_SIZE = 48
 
@@ -51,15 +53,22 @@ class TestReportSettings:
 
 @dataclass
 class FigureSink:
-    """Where figures go: PNGs in a folder and images in TensorBoard writers, at one step."""
+    """Where figures go: PNGs in a folder and images in TensorBoard writers, at one step.
+
+    Each picture's time (runs/timing.py) runs from the sink's creation or the previous picture to this one's
+    files: the numbers, the figure and the writing that made it."""
 
     output_dir: Path
     writers: Sequence[SummaryWriter] = ()
     step: int = 0
+    since: float = field(default_factory=time.perf_counter)
 
     def publish(self, fig, name: str, tag: str) -> Path:
         path = self.output_dir / name
         plots.save_figure(fig, path, self.writers, tag, self.step)
+        now = time.perf_counter()
+        timing.pictures[name] = round(now - self.since, 3)
+        self.since = now
         return path
 
 
@@ -82,13 +91,14 @@ def confusion_files(confusion: np.ndarray, classes: Sequence[str], sink: FigureS
     csv.parent.mkdir(parents=True, exist_ok=True)
     np.savetxt(csv, confusion, fmt="%d", delimiter=",")
     counts = plots.confusion_matrix_figure(confusion, classes, title="Confusion matrix (test, counts)")
+    counts_png = sink.publish(counts, "confusion_matrix.png", "test/confusion_matrix")
     title = "Confusion matrix (test, fraction of each true class" + (", diagonal hidden)" if hide_diagonal else ")")
     fractions = plots.confusion_matrix_figure(
         confusion, classes, normalize=True, hide_diagonal=hide_diagonal, title=title
     )
     return [
         csv,
-        sink.publish(counts, "confusion_matrix.png", "test/confusion_matrix"),
+        counts_png,
         sink.publish(fractions, "confusion_matrix_normalized.png", "test/confusion_matrix_normalized"),
     ]
 
@@ -120,6 +130,7 @@ def gallery_files(outputs: TestOutputs, classes: Sequence[str], sink: FigureSink
     grid = plots.prediction_grid_figure(
         outputs.images[first].numpy(), outputs.labels[first].numpy(), outputs.predictions[first].numpy(), classes
     )
+    grid_png = sink.publish(grid, "test_predictions.png", "test/predictions")
     wrong = (outputs.predictions != outputs.labels).nonzero().squeeze(1)
     wrong = wrong[outputs.confidence[wrong].argsort(descending=True)][:gallery_size]
     captions = [
@@ -133,10 +144,7 @@ def gallery_files(outputs: TestOutputs, classes: Sequence[str], sink: FigureSink
         caption_colors=["crimson"] * len(captions),
         title="Most confident mistakes (true → predicted, confidence)",
     )
-    return [
-        sink.publish(grid, "test_predictions.png", "test/predictions"),
-        sink.publish(mistakes, "misclassified.png", "test/misclassified"),
-    ]
+    return [grid_png, sink.publish(mistakes, "misclassified.png", "test/misclassified")]
 
 
 def reliability_file(outputs: TestOutputs, sink: FigureSink, bins: int) -> Path:

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.models import EMNISTClassifier
-from emnist_lightning.runs.callbacks import EpochTimer, GracefulStop, MetricHistory, RandomState
+from emnist_lightning.runs.callbacks import EpochTimer, GracefulStop, LapClock, MetricHistory, RandomState
 
 if TYPE_CHECKING:
     from emnist_lightning.search.pruning import TrialReport
@@ -61,7 +61,7 @@ class TrainingCallbacks:
 def build_training_callbacks(cfg: DictConfig) -> TrainingCallbacks:
     history, timer = MetricHistory(), EpochTimer()
     # The timer runs first, so a pass's time excludes the figures other callbacks draw after it.
-    bookkeeping = [timer, history, RandomState(), GracefulStop()]
+    bookkeeping = [timer, history, LapClock(), RandomState(), GracefulStop()]
     averaging = [instantiate(cfg.weight_averaging)] if cfg.get("weight_averaging") else []
     trial = None
     search = cfg.get("search")

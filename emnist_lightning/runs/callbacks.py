@@ -18,6 +18,8 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from emnist_lightning.runs import timing
+
 log = logging.getLogger(__name__)
 
 
@@ -85,6 +87,21 @@ class EpochTimer(L.Callback):
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._stop("test", pl_module)
+
+
+class LapClock(L.Callback):
+    """Closes train.py's laps (runs/timing.py) inside `fit`: loading the data, what comes before the
+    first step (optimizers, the dataset pictures, the sanity check), and the training epochs."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":  # called after the data module's setup
+            timing.lap("data")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        timing.lap("before training")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        timing.lap("training epochs")
 
 
 class RandomState(L.Callback):

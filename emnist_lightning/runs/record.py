@@ -48,6 +48,8 @@ class RunRecord:
     checkpoint: str | None = None  # eval: the checkpoint tested
     history: dict[str, list[float]] = field(default_factory=dict)  # validation metrics per epoch
     seconds: dict[str, list[float]] = field(default_factory=dict)  # per train epoch, val pass, test pass
+    laps: dict[str, float] = field(default_factory=dict)  # where the run's time went (runs/timing.py)
+    pictures: dict[str, float] = field(default_factory=dict)  # seconds drawing each figure
     started_at: float | None = None
     finished_at: float | None = None
     error: str | None = None

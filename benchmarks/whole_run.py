@@ -1,0 +1,122 @@
+"""Whole runs as a user starts them, beside an independent bare-PyTorch script doing the same work.
+
+    python benchmarks/whole_run.py --data-dir ../shared/emnist [--repeats 3] [--no-sweep]
+
+single  `python train.py model=mlp optimizer=adam trainer.max_epochs=5` as a whole process, against
+        `benchmarks/bare_run.py --epochs 5` (same files, network, optimizer, schedule, validation and test)
+sweep   `python train.py -m optimizer=sgd,adam regularization=none,l2 trainer.max_epochs=3`, against the
+        sum of the four matching bare runs
+
+Runs alternate (bare, ours, ours, bare, ...) so that machine noise hits both alike; a ratio is the median
+of the ratios within each repeat. Nothing else may run meanwhile: on 2 cores a second torch process
+slows both many times over. The breakdown is where the last single run's time went, from its
+metrics.json (`laps` and `pictures`, runs/timing.py) and the process's own start and end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SINGLE = ["model=mlp", "optimizer=adam", "trainer.max_epochs=5"]
+SWEEP = ["optimizer=sgd,adam", "regularization=none,l2", "trainer.max_epochs=3"]
+BARE_SWEEP = [["--optimizer", o, "--l2", l2] for o in ("sgd", "adam") for l2 in ("0", "5e-5")]
+
+
+# (launched, ended) Unix times of the last process, for the breakdown
+last_process: dict[str, float] = {}
+
+
+def timed_process(command: list[str]) -> float:
+    last_process["launched"], started = time.time(), time.perf_counter()
+    subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True)
+    seconds = time.perf_counter() - started
+    last_process["ended"] = time.time()
+    return seconds
+
+
+def bare(data_dir: Path, epochs: int, *options: str) -> list[str]:
+    return [sys.executable, "benchmarks/bare_run.py", f"--data-dir={data_dir}", f"--epochs={epochs}", *options]
+
+
+def ours(data_dir: Path, log_dir: Path, *overrides: str) -> list[str]:
+    flags = [o for o in overrides if o.startswith("-")]  # Hydra reads -m before the overrides
+    rest = [o for o in overrides if not o.startswith("-")]
+    return [sys.executable, "train.py", *flags, f"data.data_dir={data_dir}", f"paths.log_dir={log_dir}", *rest]
+
+
+def measure(data_dir: Path, repeats: int, sweep: bool, workdir: Path, processes: list[dict]) -> dict:
+    pairs: dict[str, list[tuple[float, float]]] = {"single": []}
+    if sweep:
+        pairs["sweep"] = []
+    for repeat in range(repeats):
+        for kind in pairs:
+            run_dir = workdir / f"{kind}_{repeat}"
+            if kind == "single":
+                run_ours = ["hydra.run.dir=" + str(run_dir), *SINGLE]
+                baseline = lambda: timed_process(bare(data_dir, 5))  # noqa: E731
+            else:
+                run_ours = ["-m", "hydra.sweep.dir=" + str(run_dir), *SWEEP]
+                baseline = lambda: sum(timed_process(bare(data_dir, 3, *opts)) for opts in BARE_SWEEP)  # noqa: E731
+            if repeat % 2:
+                ours_seconds, ours_process = timed_process(ours(data_dir, workdir, *run_ours)), dict(last_process)
+                bare_seconds = baseline()
+            else:
+                bare_seconds = baseline()
+                ours_seconds, ours_process = timed_process(ours(data_dir, workdir, *run_ours)), dict(last_process)
+            if kind == "single":
+                processes.append(ours_process)
+            pairs[kind].append((ours_seconds, bare_seconds))
+            print(f"{kind} repeat {repeat}: ours {ours_seconds:.1f} s, bare {bare_seconds:.1f} s", file=sys.stderr)
+    return pairs
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-sweep", action="store_true", help="measure the single run only")
+    parser.add_argument("--json", type=Path, default=None, help="where to write the figures as JSON")
+    args = parser.parse_args(argv)
+    data_dir = args.data_dir.resolve()
+    processes: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        pairs = measure(data_dir, args.repeats, not args.no_sweep, workdir, processes)
+        record = json.loads((workdir / f"single_{args.repeats - 1}" / "metrics.json").read_text())
+    process = processes[-1]
+    report = {"runs": {}, "last_single_run": {"laps": record["laps"], "pictures": record["pictures"]}}
+    for kind, values in pairs.items():
+        report["runs"][kind] = {
+            "ours_s": statistics.median(o for o, _ in values),
+            "bare_s": statistics.median(b for _, b in values),
+            "ratio": statistics.median(o / b for o, b in values),
+        }
+    print(f"\nwhole runs, median of {args.repeats} repeats")
+    for kind, row in report["runs"].items():
+        print(f"  {kind:7s} ours {row['ours_s']:6.1f} s   bare {row['bare_s']:6.1f} s   ratio {row['ratio']:.2f}x")
+    print(f"\nwhere the last single run's {process['ended'] - process['launched']:.1f} s went")
+    train_entered = record["started_at"] - record["laps"].get("build", 0.0)
+    rows = {"start-up: imports, Hydra, run folder": train_entered - process["launched"], **record["laps"]}
+    rows["after metrics.json: exit"] = process["ended"] - record["finished_at"]
+    for name, seconds in rows.items():
+        print(f"  {name:50s} {seconds:6.2f} s")
+    print("  of which pictures:")
+    for name, seconds in sorted(record["pictures"].items(), key=lambda item: -item[1]):
+        print(f"    {name:48s} {seconds:6.2f} s")
+    report["last_single_run"]["start-up"] = rows["start-up: imports, Hydra, run folder"]
+    report["last_single_run"]["exit"] = rows["after metrics.json: exit"]
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()
