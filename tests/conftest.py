@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,15 @@ from emnist_lightning.models import EMNISTClassifier
 from emnist_lightning.runs.config import config_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Runs started by the tests cache decoded data in a folder of their own, not in the user's ~/.cache.
+OWN_CACHE_DIR = None if "EMNIST_CACHE_DIR" in os.environ else tempfile.mkdtemp(prefix="emnist-lightning-test-cache-")
+if OWN_CACHE_DIR:
+    os.environ["EMNIST_CACHE_DIR"] = OWN_CACHE_DIR
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if OWN_CACHE_DIR:
+        shutil.rmtree(OWN_CACHE_DIR, ignore_errors=True)
 
 
 def synthetic_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
