@@ -14,6 +14,9 @@ from filelock import FileLock
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
+from optuna.visualization import matplotlib as optuna_plots
+
+from emnist_lightning.pictures.plots import save_figure
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +75,6 @@ def write_outcome(study: optuna.Study, sweep_dir: Path) -> list[Path]:
 
 def write_plots(study: optuna.Study, sweep_dir: Path) -> list[Path]:
     """optimization_history.png, and param_importances.png once two trials have completed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from optuna.visualization import matplotlib as optuna_plots
-
-    from emnist_lightning.pictures.plots import save_figure
-
     completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     plots = {"optimization_history.png": optuna_plots.plot_optimization_history}
     if completed >= 2 and study.get_trials(deepcopy=False)[0].params:
