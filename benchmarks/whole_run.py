@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -30,16 +31,20 @@ SWEEP = ["optimizer=sgd,adam", "regularization=none,l2", "trainer.max_epochs=3"]
 BARE_SWEEP = [["--optimizer", o, "--l2", l2] for o in ("sgd", "adam") for l2 in ("0", "5e-5")]
 
 
-# (launched, ended) Unix times of the last process, for the breakdown
-last_process: dict[str, float] = {}
+@dataclass(frozen=True)
+class Timed:
+    """Processes run one after another: their wall time, and when the first started and the last ended."""
+
+    seconds: float
+    launched: float
+    ended: float
 
 
-def timed_process(command: list[str]) -> float:
-    last_process["launched"], started = time.time(), time.perf_counter()
-    subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True)
-    seconds = time.perf_counter() - started
-    last_process["ended"] = time.time()
-    return seconds
+def timed(commands: list[list[str]]) -> Timed:
+    launched, started = time.time(), time.perf_counter()
+    for command in commands:
+        subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True)
+    return Timed(time.perf_counter() - started, launched, time.time())
 
 
 def bare(data_dir: Path, epochs: int, *options: str) -> list[str]:
@@ -52,30 +57,34 @@ def ours(data_dir: Path, log_dir: Path, *overrides: str) -> list[str]:
     return [sys.executable, "train.py", *flags, f"data.data_dir={data_dir}", f"paths.log_dir={log_dir}", *rest]
 
 
-def measure(data_dir: Path, repeats: int, sweep: bool, workdir: Path, processes: list[dict]) -> dict:
-    pairs: dict[str, list[tuple[float, float]]] = {"single": []}
-    if sweep:
-        pairs["sweep"] = []
+def commands(kind: str, data_dir: Path, workdir: Path, run_dir: Path) -> dict[str, list[list[str]]]:
+    """What ours and the bare script run for a single run or the sweep."""
+    if kind == "single":
+        return {"ours": [ours(data_dir, workdir, f"hydra.run.dir={run_dir}", *SINGLE)], "bare": [bare(data_dir, 5)]}
+    return {
+        "ours": [ours(data_dir, workdir, "-m", f"hydra.sweep.dir={run_dir}", *SWEEP)],
+        "bare": [bare(data_dir, 3, *options) for options in BARE_SWEEP],
+    }
+
+
+def measure(
+    data_dir: Path, repeats: int, sweep: bool, workdir: Path
+) -> tuple[dict[str, list[tuple[float, float]]], Timed]:
+    """(ours, bare) seconds per repeat of each kind, and the last single run of ours."""
+    pairs: dict[str, list[tuple[float, float]]] = {kind: [] for kind in (["single", "sweep"] if sweep else ["single"])}
     for repeat in range(repeats):
         for kind in pairs:
-            run_dir = workdir / f"{kind}_{repeat}"
+            runs = commands(kind, data_dir, workdir, workdir / f"{kind}_{repeat}")
+            order = ("ours", "bare") if repeat % 2 else ("bare", "ours")
+            results = {name: timed(runs[name]) for name in order}
+            pairs[kind].append((results["ours"].seconds, results["bare"].seconds))
             if kind == "single":
-                run_ours = ["hydra.run.dir=" + str(run_dir), *SINGLE]
-                baseline = lambda: timed_process(bare(data_dir, 5))  # noqa: E731
-            else:
-                run_ours = ["-m", "hydra.sweep.dir=" + str(run_dir), *SWEEP]
-                baseline = lambda: sum(timed_process(bare(data_dir, 3, *opts)) for opts in BARE_SWEEP)  # noqa: E731
-            if repeat % 2:
-                ours_seconds, ours_process = timed_process(ours(data_dir, workdir, *run_ours)), dict(last_process)
-                bare_seconds = baseline()
-            else:
-                bare_seconds = baseline()
-                ours_seconds, ours_process = timed_process(ours(data_dir, workdir, *run_ours)), dict(last_process)
-            if kind == "single":
-                processes.append(ours_process)
-            pairs[kind].append((ours_seconds, bare_seconds))
-            print(f"{kind} repeat {repeat}: ours {ours_seconds:.1f} s, bare {bare_seconds:.1f} s", file=sys.stderr)
-    return pairs
+                last_single = results["ours"]
+            print(
+                f"{kind} repeat {repeat}: ours {pairs[kind][-1][0]:.1f} s, bare {pairs[kind][-1][1]:.1f} s",
+                file=sys.stderr,
+            )
+    return pairs, last_single
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -86,12 +95,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", type=Path, default=None, help="where to write the figures as JSON")
     args = parser.parse_args(argv)
     data_dir = args.data_dir.resolve()
-    processes: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        pairs = measure(data_dir, args.repeats, not args.no_sweep, workdir, processes)
+        pairs, process = measure(data_dir, args.repeats, not args.no_sweep, workdir)
         record = json.loads((workdir / f"single_{args.repeats - 1}" / "metrics.json").read_text())
-    process = processes[-1]
     report = {"runs": {}, "last_single_run": {"laps": record["laps"], "pictures": record["pictures"]}}
     for kind, values in pairs.items():
         report["runs"][kind] = {
@@ -102,10 +109,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\nwhole runs, median of {args.repeats} repeats")
     for kind, row in report["runs"].items():
         print(f"  {kind:7s} ours {row['ours_s']:6.1f} s   bare {row['bare_s']:6.1f} s   ratio {row['ratio']:.2f}x")
-    print(f"\nwhere the last single run's {process['ended'] - process['launched']:.1f} s went")
+    print(f"\nwhere the last single run's {process.ended - process.launched:.1f} s went")
     train_entered = record["started_at"] - record["laps"].get("build", 0.0)
-    rows = {"start-up: imports, Hydra, run folder": train_entered - process["launched"], **record["laps"]}
-    rows["after metrics.json: exit"] = process["ended"] - record["finished_at"]
+    rows = {"start-up: imports, Hydra, run folder": train_entered - process.launched, **record["laps"]}
+    rows["after metrics.json: exit"] = process.ended - record["finished_at"]
     for name, seconds in rows.items():
         print(f"  {name:50s} {seconds:6.2f} s")
     print("  of which pictures:")

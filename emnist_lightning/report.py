@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from emnist_lightning.pictures import plots
-from emnist_lightning.runs.record import RunRecord
+from emnist_lightning.runs.record import TRAINED_STATUSES, RunRecord
 
 SWEEP_DIR_HINT = "pass a sweep dir such as outputs/train/multiruns/<time>, or a folder of runs (outputs/train/runs)"
 SEARCH_KEYS = ("search.storage", "search.study")
@@ -147,7 +147,7 @@ def print_table(frame: pd.DataFrame, title: str) -> None:
 
 
 def write_plots(frame: pd.DataFrame, varied: list[str], sweep_dir: Path) -> list[Path]:
-    trained = frame[frame["status"].isin(("completed", "pruned"))].copy()  # pruned trials: curves, no test
+    trained = frame[frame["status"].isin(TRAINED_STATUSES)].copy()  # pruned trials: curves, no test
     if not (trained["status"] == "completed").any():
         return []
     trained["configuration"] = trained.apply(configuration_label, axis=1, varied=varied)

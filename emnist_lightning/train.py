@@ -59,7 +59,7 @@ def train(cfg: DictConfig, context: RunContext) -> float:
         "pictures": timing.pictures,
     }
     if callbacks.trial is not None and callbacks.trial.pruned_at is not None:
-        return record_pruned_trial(context, callbacks, fitted)
+        return record_pruned_trial(context, callbacks.trial.pruned_at, fitted)
 
     checkpoint = trainer.checkpoint_callback
     # Without a checkpoint callback (callbacks.model_checkpoint=null) the final weights are evaluated.
@@ -97,18 +97,18 @@ def train(cfg: DictConfig, context: RunContext) -> float:
     return record.val_acc
 
 
-def record_pruned_trial(context: RunContext, callbacks: build.TrainingCallbacks, fitted: dict) -> float:
-    """A search trial stopped by the pruner: its record holds the epochs it ran and its best epoch's
-    validation metrics, but not the best checkpoint's passes and the test pictures, which would cost time
-    for a configuration that lost."""
-    history = callbacks.history.history
+def record_pruned_trial(context: RunContext, pruned_at: int, fitted: dict) -> float:
+    """A search trial stopped by the pruner after epoch `pruned_at`: its record holds the epochs it ran and
+    its best epoch's validation metrics, but not the best checkpoint's passes and the test pictures, which
+    would cost time for a configuration that lost."""
+    history = fitted["history"]
     best_epoch = max(range(len(history["val/acc"])), key=history["val/acc"].__getitem__)
     record = RunRecord.of_run(
         context,
         "pruned",
         **{f"val_{key.removeprefix('val/')}": values[best_epoch] for key, values in history.items()},
         **fitted,
-        stopped_early=f"pruned by the search after epoch {callbacks.trial.pruned_at}",
+        stopped_early=f"pruned by the search after epoch {pruned_at}",
         finished_at=time.time(),
     )
     record.write(context.output_dir)
@@ -127,7 +127,7 @@ def check_process_launch(trainer: DictConfig, context: RunContext) -> None:
     if context.multirun and "ddp" in str(trainer.get("strategy")) and not SLURMEnvironment.detect():
         raise ConfigError(
             f"trainer.strategy={trainer.strategy} cannot run inside a local -m sweep; run DDP jobs one at a time, "
-            "or sweep on SLURM with hydra/launcher=submitit_slurm hydra.launcher.tasks_per_node=<devices>"
+            "or sweep on SLURM with hydra/launcher=slurm hydra.launcher.tasks_per_node=<devices>"
         )
 
 

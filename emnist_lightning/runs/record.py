@@ -21,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from emnist_lightning.runs.context import RunContext
 
 METRICS_FILE = "metrics.json"
+# Statuses of runs that trained: a pruned search trial has validation results, though no test
+TRAINED_STATUSES = ("completed", "pruned")
 
 
 @dataclass

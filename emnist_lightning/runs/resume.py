@@ -11,7 +11,6 @@ A SLURM job that the cluster requeues (after preemption or its time limit) conti
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -105,10 +104,10 @@ def checkpoint_step(checkpoint: Path) -> int:
     return int(read_checkpoint(checkpoint)["global_step"])
 
 
-def requeued(environ: Mapping[str, str] = os.environ) -> bool:
+def requeued() -> bool:
     """Whether this is a SLURM job running again after preemption or its time limit (SLURM counts the
     restarts; submitit's launcher requeues its jobs with the same folder and config)."""
-    return int(environ.get("SLURM_RESTART_COUNT") or 0) > 0
+    return int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
 
 
 def requeued_checkpoint(run_dir: Path) -> Path | None:

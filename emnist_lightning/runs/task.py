@@ -21,7 +21,7 @@ from emnist_lightning.runs.callbacks import INTERRUPT_EXIT_CODES, interrupting_s
 from emnist_lightning.runs.config import argument_value, config_dir
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.host import configure_host
-from emnist_lightning.runs.record import METRICS_FILE, RunRecord
+from emnist_lightning.runs.record import METRICS_FILE, TRAINED_STATUSES, RunRecord
 from emnist_lightning.runs.resume import LAST_CHECKPOINT, requeued
 
 log = logging.getLogger(__name__)
@@ -140,5 +140,5 @@ class SweepOutcome(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         records = [RunRecord.read(path.parent) for path in sweep_dir.rglob(METRICS_FILE)]
-        if records and not any(record is not None and record.status in ("completed", "pruned") for record in records):
+        if records and not any(record is not None and record.status in TRAINED_STATUSES for record in records):
             fail(f"all {len(records)} jobs of the sweep in {sweep_dir} failed; their metrics.json files say why")

@@ -23,7 +23,7 @@ def distribution(override: Override) -> BaseDistribution:
     """The Optuna distribution of one sweep override."""
     sweep = override.value()
     if isinstance(sweep, ChoiceSweep):
-        return CategoricalDistribution([value for value in sweep.list])
+        return CategoricalDistribution(list(sweep.list))
     if isinstance(sweep, RangeSweep):
         values = list(override.sweep_iterator())
         if not values:
