@@ -3,7 +3,10 @@ or emnist_lightning. It reads the same gzipped IDX files, holds out the same sha
 for validation, trains the default MLP (512-256-128, ReLU) with the same optimizer and per-step cosine
 schedule for N epochs with a validation pass after each, and tests it.
 
-    python benchmarks/bare_run.py --data-dir ../shared/emnist --epochs 5 [--optimizer sgd] [--l2 5e-5]
+    python benchmarks/bare_run.py --data-dir ../shared/emnist --epochs 5 [--optimizer sgd] [--l2 5e-5] [--fused]
+
+The optimizer is PyTorch's default implementation, as a plain script gets it; --fused asks for the fused
+one that train.py's optimizer configs choose.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     parser.add_argument("--l2", type=float, default=0.0)
+    parser.add_argument("--fused", action="store_true", help="the fused optimizer kernel")
     args = parser.parse_args()
     started = time.perf_counter()
     torch.manual_seed(42)
@@ -67,10 +71,11 @@ def main() -> None:
         *(layer for a, b in ((784, 512), (512, 256), (256, 128)) for layer in (nn.Linear(a, b), nn.ReLU())),
         nn.Linear(128, 47),
     )
+    fused = {"fused": True} if args.fused else {}
     optimizer = (
-        torch.optim.Adam(model.parameters(), lr=1e-3)
+        torch.optim.Adam(model.parameters(), lr=1e-3, **fused)
         if args.optimizer == "adam"
-        else torch.optim.SGD(model.parameters(), lr=0.05)
+        else torch.optim.SGD(model.parameters(), lr=0.05, **fused)
     )
     steps = args.epochs * -(-len(train) // 256)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)  # per step, as train.py's

@@ -3,12 +3,14 @@
     python benchmarks/whole_run.py --data-dir ../shared/emnist [--repeats 3] [--no-sweep]
 
 single  `python train.py model=mlp optimizer=adam trainer.max_epochs=5` as a whole process, against
-        `benchmarks/bare_run.py --epochs 5` (same files, network, optimizer, schedule, validation and test)
+        `benchmarks/bare_run.py --epochs 5` (same files, network, optimizer, schedule, validation and test),
+        and against the bare script with PyTorch's fused Adam (`--fused`), the implementation that
+        train.py's optimizer configs choose
 sweep   `python train.py -m optimizer=sgd,adam regularization=none,l2 trainer.max_epochs=3`, against the
         sum of the four matching bare runs
 
-Runs alternate (bare, ours, ours, bare, ...) so that machine noise hits both alike; a ratio is the median
-of the ratios within each repeat. Nothing else may run meanwhile: on 2 cores a second torch process
+The order of the runs rotates from repeat to repeat so that machine noise hits them alike; a ratio is the
+median of the ratios within each repeat. Nothing else may run meanwhile: on 2 cores a second torch process
 slows both many times over. The breakdown is where the last single run's time went, from its
 metrics.json (`laps` and `pictures`, runs/timing.py) and the process's own start and end.
 """
@@ -60,7 +62,11 @@ def ours(data_dir: Path, log_dir: Path, *overrides: str) -> list[str]:
 def commands(kind: str, data_dir: Path, workdir: Path, run_dir: Path) -> dict[str, list[list[str]]]:
     """What ours and the bare script run for a single run or the sweep."""
     if kind == "single":
-        return {"ours": [ours(data_dir, workdir, f"hydra.run.dir={run_dir}", *SINGLE)], "bare": [bare(data_dir, 5)]}
+        return {
+            "ours": [ours(data_dir, workdir, f"hydra.run.dir={run_dir}", *SINGLE)],
+            "bare": [bare(data_dir, 5)],
+            "bare fused": [bare(data_dir, 5, "--fused")],
+        }
     return {
         "ours": [ours(data_dir, workdir, "-m", f"hydra.sweep.dir={run_dir}", *SWEEP)],
         "bare": [bare(data_dir, 3, *options) for options in BARE_SWEEP],
@@ -69,22 +75,21 @@ def commands(kind: str, data_dir: Path, workdir: Path, run_dir: Path) -> dict[st
 
 def measure(
     data_dir: Path, repeats: int, sweep: bool, workdir: Path
-) -> tuple[dict[str, list[tuple[float, float]]], Timed]:
-    """(ours, bare) seconds per repeat of each kind, and the last single run of ours."""
-    pairs: dict[str, list[tuple[float, float]]] = {kind: [] for kind in (["single", "sweep"] if sweep else ["single"])}
+) -> tuple[dict[str, list[dict[str, float]]], Timed]:
+    """Each kind's seconds per repeat and variant, and the last single run of ours."""
+    seconds: dict[str, list[dict[str, float]]] = {kind: [] for kind in (["single", "sweep"] if sweep else ["single"])}
     for repeat in range(repeats):
-        for kind in pairs:
+        for kind in seconds:
             runs = commands(kind, data_dir, workdir, workdir / f"{kind}_{repeat}")
-            order = ("ours", "bare") if repeat % 2 else ("bare", "ours")
+            names = list(runs)
+            order = names[repeat % len(names) :] + names[: repeat % len(names)]
             results = {name: timed(runs[name]) for name in order}
-            pairs[kind].append((results["ours"].seconds, results["bare"].seconds))
+            seconds[kind].append({name: result.seconds for name, result in results.items()})
             if kind == "single":
                 last_single = results["ours"]
-            print(
-                f"{kind} repeat {repeat}: ours {pairs[kind][-1][0]:.1f} s, bare {pairs[kind][-1][1]:.1f} s",
-                file=sys.stderr,
-            )
-    return pairs, last_single
+            shown = ", ".join(f"{name} {value:.1f} s" for name, value in seconds[kind][-1].items())
+            print(f"{kind} repeat {repeat}: {shown}", file=sys.stderr)
+    return seconds, last_single
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -97,18 +102,19 @@ def main(argv: list[str] | None = None) -> dict:
     data_dir = args.data_dir.resolve()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        pairs, process = measure(data_dir, args.repeats, not args.no_sweep, workdir)
+        seconds, process = measure(data_dir, args.repeats, not args.no_sweep, workdir)
         record = json.loads((workdir / f"single_{args.repeats - 1}" / "metrics.json").read_text())
     report = {"runs": {}, "last_single_run": {"laps": record["laps"], "pictures": record["pictures"]}}
-    for kind, values in pairs.items():
-        report["runs"][kind] = {
-            "ours_s": statistics.median(o for o, _ in values),
-            "bare_s": statistics.median(b for _, b in values),
-            "ratio": statistics.median(o / b for o, b in values),
-        }
     print(f"\nwhole runs, median of {args.repeats} repeats")
-    for kind, row in report["runs"].items():
-        print(f"  {kind:7s} ours {row['ours_s']:6.1f} s   bare {row['bare_s']:6.1f} s   ratio {row['ratio']:.2f}x")
+    for kind, repeats in seconds.items():
+        row = {f"{name} s": statistics.median(repeat[name] for repeat in repeats) for name in repeats[0]}
+        for name in (name for name in repeats[0] if name != "ours"):
+            row[f"ours / {name}"] = statistics.median(repeat["ours"] / repeat[name] for repeat in repeats)
+        report["runs"][kind] = row
+        print(
+            f"  {kind:7s} "
+            + "   ".join(f"{name} {value:.2f}{'x' if '/' in name else ''}" for name, value in row.items())
+        )
     print(f"\nwhere the last single run's {process.ended - process.launched:.1f} s went")
     train_entered = record["started_at"] - record["laps"].get("build", 0.0)
     rows = {"start-up: imports, Hydra, run folder": train_entered - process.launched, **record["laps"]}

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.models import load_classifier
+from emnist_lightning.pictures.callbacks import warm_up_painter
 from emnist_lightning.runs import build
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.record import RunRecord, stage_metrics
@@ -22,9 +23,11 @@ def evaluate(cfg: DictConfig, context: RunContext) -> float:
     if not cfg.get("ckpt_path"):
         raise ConfigError("no checkpoint given: run python eval.py ckpt_path=outputs/.../checkpoints/best.ckpt")
     L.seed_everything(cfg.seed, workers=True)
+    callbacks = build.build_entries(cfg.get("callbacks"))
+    warm_up_painter(callbacks)
     model = load_classifier(cfg.ckpt_path)
     model.test_time_shift = read_test_time_shift(cfg)
-    trainer = build.build_trainer(cfg, build.build_entries(cfg.get("callbacks")))
+    trainer = build.build_trainer(cfg, callbacks)
     # ckpt_path also restores the training run's normalisation stats into the data module.
     metrics = stage_metrics(
         trainer.test(model, datamodule=build.build_datamodule(cfg), ckpt_path=cfg.ckpt_path), "test"

@@ -13,6 +13,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, open_dict
 
 from emnist_lightning.errors import ConfigError
+from emnist_lightning.pictures.callbacks import warm_up_painter
 from emnist_lightning.runs import build, resume, timing
 from emnist_lightning.runs.callbacks import early_stop_reason
 from emnist_lightning.runs.context import RunContext
@@ -37,9 +38,10 @@ def train(cfg: DictConfig, context: RunContext) -> float:
     check_run_length(cfg.trainer)
     check_process_launch(cfg.trainer, context)
     L.seed_everything(cfg.seed, workers=True)
+    callbacks = build.build_training_callbacks(cfg)
+    warm_up_painter(callbacks.all)
     datamodule = build.build_datamodule(cfg)
     model = build.build_model(cfg)
-    callbacks = build.build_training_callbacks(cfg)
     trainer = build.build_trainer(cfg, callbacks.all)
     timing.lap("build")
 

@@ -14,6 +14,8 @@ from torch.utils.tensorboard import SummaryWriter
 
 from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.pictures import analysis, plots
+from emnist_lightning.pictures.painter import shared_painter
+from emnist_lightning.pictures.sink import FigureSink
 from emnist_lightning.runs.build import build_datamodule
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.task import run_entry_point
@@ -28,21 +30,20 @@ def draw_dataset(
     splits = {"train": train.labels, "val": datamodule.val_set.labels, "test": datamodule.test_set.labels}
     counts = analysis.class_counts(splits, classes)
     counts.to_csv(output_dir / "class_counts.csv", index=False)
-    figures = {
-        "dataset_samples.png": plots.class_samples_figure(
-            analysis.samples_per_class(train.images, train.labels, per_class, len(classes), seed), classes
-        ),
-        "class_distribution.png": plots.class_distribution_figure(counts),
-        "mean_images.png": plots.mean_images_figure(
-            analysis.mean_per_class(train.images, train.labels, len(classes)), classes
-        ),
-    }
-    for name, fig in figures.items():
-        plots.save_figure(fig, output_dir / name, [writer], f"data/{name.removesuffix('.png')}")
-    return [output_dir / name for name in figures]
+    samples = analysis.samples_per_class(train.images, train.labels, per_class, len(classes), seed)
+    means = analysis.mean_per_class(train.images, train.labels, len(classes))
+    sink = FigureSink(output_dir, [writer])
+    return sink.publish(
+        [
+            sink.job("dataset_samples.png", "data/dataset_samples", plots.class_samples_figure, samples, list(classes)),
+            sink.job("class_distribution.png", "data/class_distribution", plots.class_distribution_figure, counts),
+            sink.job("mean_images.png", "data/mean_images", plots.mean_images_figure, means, list(classes)),
+        ]
+    )
 
 
 def visualize_data(cfg: DictConfig, context: RunContext) -> None:
+    shared_painter()  # the picture helper imports its modules while this process loads the data
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data()
     datamodule.setup()

@@ -151,10 +151,11 @@ def test_bad_checkpoint_is_one_clear_line(synthetic_dir: Path, tmp_path: Path) -
     [
         (["optimizer.lr=-0.1"], ["optimizer: Invalid learning rate: -0.1", "optimizer.* keys"]),
         (["+optimizer.lrr=0.1"], ["optimizer:", "unexpected keyword argument 'lrr'"]),
+        (["+optimizer.foreach=true"], ["optimizer: `fused` and `foreach` cannot be `True` together", "optimizer.*"]),
         (["model=cnn", "model.channels=[8,8,8,8,8,8]"], ["do not fit a 28x28 input", "fewer pooling layers"]),
         (["trainer.max_epochs=0"], ["trainer.max_epochs=0 trains nothing"]),
     ],
-    ids=["negative-lr", "unknown-optimizer-key", "too-many-pools-with-batch-norm", "zero-epochs"],
+    ids=["negative-lr", "unknown-optimizer-key", "fused-and-foreach", "too-many-pools-with-batch-norm", "zero-epochs"],
 )
 def test_bad_values_are_one_clear_line(synthetic_dir: Path, tmp_path: Path, overrides: list, fragments: list) -> None:
     assert_one_line_error(train(tmp_path / "run", synthetic_dir, *overrides), *fragments)

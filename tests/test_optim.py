@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from pathlib import Path
 
@@ -50,6 +51,33 @@ def test_every_optimizer_steps(tmp_path: Path, name: str) -> None:
     optimizer.step()
     assert not torch.equal(before, network.weight)
     assert optimizer.param_groups[0]["lr"] == cfg.optimizer.lr
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_optimizers_use_torchs_fused_kernel_with_the_same_steps(tmp_path: Path, name: str) -> None:
+    """Where torch has a fused implementation the config asks for it, and it takes the steps the default
+    implementation takes (to float rounding)."""
+    cfg = compose_train(tmp_path, f"optimizer={name}")
+    factory = instantiate(cfg.optimizer)
+    has_fused = "fused" in inspect.signature(factory.func).parameters
+    assert cfg.optimizer.get("fused") is (True if has_fused else None)
+    if not has_fused:
+        return
+    torch.manual_seed(0)
+    inputs, targets = torch.randn(64, 20), torch.randint(0, 5, (64,))
+    networks = {
+        fused: torch.nn.Sequential(torch.nn.Linear(20, 16), torch.nn.ReLU(), torch.nn.Linear(16, 5))
+        for fused in (True, False)
+    }
+    networks[False].load_state_dict(networks[True].state_dict())
+    for fused, network in networks.items():
+        optimizer = factory(params=network.parameters(), fused=fused)
+        for _ in range(5):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(network(inputs), targets).backward()
+            optimizer.step()
+    for fused_weight, weight in zip(networks[True].parameters(), networks[False].parameters(), strict=True):
+        torch.testing.assert_close(fused_weight, weight, rtol=1e-5, atol=1e-6)
 
 
 def test_step_schedule(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from emnist_lightning.data import BALANCED_CLASSES
 from emnist_lightning.pictures import analysis, plots, test_report
+from emnist_lightning.pictures.sink import FigureSink
 from tests.conftest import run_entry_point
 
 TEST_IMAGES = 47 * 6  # the synthetic test split
@@ -89,7 +90,7 @@ def synthetic_test_outputs(classes: int = 47, per_class: int = 5, seed: int = 0)
 def test_write_test_report_without_a_trainer(tmp_path: Path) -> None:
     outputs = synthetic_test_outputs()
     with SummaryWriter(str(tmp_path / "tensorboard")) as writer:
-        written = test_report.write_test_report(outputs, BALANCED_CLASSES, test_report.FigureSink(tmp_path, [writer]))
+        written = test_report.write_test_report(outputs, BALANCED_CLASSES, FigureSink(tmp_path, [writer]))
     pictures = {name: tag for name, tag in RUN_PICTURES.items() if tag.startswith("test/")}
     assert {path.name for path in written} == set(pictures) | {
         "confusion_matrix.csv",

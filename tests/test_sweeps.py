@@ -51,11 +51,16 @@ def test_failed_job_is_reported_and_the_rest_finish(synthetic_dir: Path, tmp_pat
 
 
 def test_joblib_launcher_runs_jobs_in_parallel(synthetic_dir: Path, tmp_path: Path) -> None:
-    sweep(tmp_path, synthetic_dir, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "num_threads=1", "seed=1,2")
+    parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "num_threads=1", "seed=1,2"]
+    sweep(tmp_path, synthetic_dir, *parallel, "callbacks=sweep")
     runs = [json.loads((tmp_path / job / "metrics.json").read_text()) for job in ("0", "1")]
     assert all(run["status"] == "completed" for run in runs)
     first, second = sorted(runs, key=lambda run: run["started_at"])
     assert second["started_at"] < first["finished_at"], "the two jobs did not overlap in time"
+    # callbacks=sweep: the jobs draw no pictures, and write everything else
+    assert not list(tmp_path.glob("*/*.png")) and all(run["pictures"] == {} for run in runs)
+    assert len(list(tmp_path.glob("*/checkpoints/best.ckpt"))) == 2
+    assert {path.relative_to(tmp_path).parts[0] for path in tmp_path.glob("*/tensorboard/events.*")} == {"0", "1"}
 
 
 def test_optuna_preset_searches(synthetic_dir: Path, tmp_path: Path) -> None:

@@ -132,7 +132,8 @@ class InMemoryDataset(Dataset):
 
     def __getitem__(self, indices: Sequence[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(indices, device=self.split.labels.device)
-        return self.split.images[index], self.split.labels[index]
+        # index_select: a third of the time of images[index] for a CPU batch (docs/performance.md)
+        return self.split.images.index_select(0, index), self.split.labels.index_select(0, index)
 
 
 class EMNISTDataModule(L.LightningDataModule):

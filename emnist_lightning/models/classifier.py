@@ -209,7 +209,8 @@ class EMNISTClassifier(L.LightningModule):
             raise ConfigError("this module was built without an optimizer; pass optimizer=... to train it")
         try:
             optimizer = self.optimizer_factory(params=self.parameters())
-        except (TypeError, ValueError) as err:  # an unknown key or a value the optimizer refuses
+        # an unknown key, or a value or combination the optimizer refuses (e.g. fused and foreach both on)
+        except (TypeError, ValueError, RuntimeError) as err:
             raise ConfigError(f"optimizer: {str(err).replace('__init__() ', '')}; fix the optimizer.* keys") from err
         if self.schedule is None:
             return optimizer

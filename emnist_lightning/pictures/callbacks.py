@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import nn
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from emnist_lightning.models.classifier import TestStepOutput
 from emnist_lightning.models.networks import ACTIVATIONS, CNN, MLP
 from emnist_lightning.pictures import analysis, plots
-from emnist_lightning.pictures.test_report import FigureSink, TestOutputs, TestReportSettings, write_test_report
+from emnist_lightning.pictures.painter import shared_painter
+from emnist_lightning.pictures.sink import FigureSink
+from emnist_lightning.pictures.test_report import TestOutputs, TestReportSettings, write_test_report
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +64,14 @@ class DatasetSamples(L.Callback):
         samples = analysis.samples_per_class(
             train.images.cpu(), train.labels.cpu(), self.per_class, datamodule.num_classes, self.seed
         )
-        sink = trainer_sink(trainer, self.output_dir)
-        sink.publish(plots.class_samples_figure(samples, datamodule.classes), "dataset_samples.png", "data/samples")
+        sink, classes = trainer_sink(trainer, self.output_dir), list(datamodule.classes)
+        jobs = [sink.job("dataset_samples.png", "data/samples", plots.class_samples_figure, samples, classes)]
         if datamodule.augment is not None:
             views = analysis.augmented_views(samples[:, 0], datamodule.augment, self.augmented_views, self.seed)
-            fig = plots.class_samples_figure(views, datamodule.classes)
-            fig.subplots_adjust(top=0.85)  # room for the title above the class names
-            fig.suptitle("top row: a training image; below: augmented views of it", y=0.99, fontsize=11)
-            sink.publish(fig, "augmented_samples.png", "data/augmented_samples")
+            title = "top row: a training image; below: augmented views of it"
+            draw = plots.class_samples_figure
+            jobs.append(sink.job("augmented_samples.png", "data/augmented_samples", draw, views, classes, title=title))
+        sink.publish(jobs)
 
 
 class TestStepCallback(L.Callback):
@@ -138,18 +142,16 @@ class ModelPictures(TestStepCallback):
         elif isinstance(network, MLP):
             first = next(m for m in network.modules() if isinstance(m, nn.Linear)).weight.detach().float().cpu()
             strongest = first.norm(dim=1).argsort(descending=True)[: self.units]
-            fig = plots.filters_figure(
-                first[strongest].reshape(-1, 28, 28).numpy(),
-                f"First-layer weights of the {len(strongest)} strongest units",
-            )
-            sink.publish(fig, "model_first_layer.png", "model/first_layer")
+            title = f"First-layer weights of the {len(strongest)} strongest units"
+            weights = first[strongest].reshape(-1, 28, 28).numpy()
+            sink.publish([sink.job("model_first_layer.png", "model/first_layer", plots.filters_figure, weights, title)])
 
     @torch.no_grad()
     def _cnn(self, sink: FigureSink, network: CNN, image: torch.Tensor) -> None:
         first_conv = next(m for m in network.features if isinstance(m, nn.Conv2d))
-        filters = first_conv.weight.detach().float().cpu()[:, 0]
-        fig = plots.filters_figure(filters.numpy(), f"First conv layer: {len(filters)} filters")
-        sink.publish(fig, "model_filters.png", "model/filters")
+        filters = first_conv.weight.detach().float().cpu()[:, 0].numpy()
+        title = f"First conv layer: {len(filters)} filters"
+        jobs = [sink.job("model_filters.png", "model/filters", plots.filters_figure, filters, title)]
         if network.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
         maps, features = [], image
@@ -157,8 +159,17 @@ class ModelPictures(TestStepCallback):
             features = layer(features)
             if isinstance(layer, tuple(ACTIVATIONS.values())):
                 maps.append(features[0].float().cpu().numpy())
-        fig = plots.feature_maps_figure(image[0, 0].float().cpu().numpy(), maps, self.channels)
-        sink.publish(fig, "feature_maps.png", "model/feature_maps")
+        draw, first_image = plots.feature_maps_figure, image[0, 0].float().cpu().numpy()
+        jobs.append(sink.job("feature_maps.png", "model/feature_maps", draw, first_image, maps, self.channels))
+        sink.publish(jobs)
+
+
+def warm_up_painter(callbacks: Sequence[L.Callback]) -> None:
+    """Start the picture helper process (painter.py) now if these callbacks will draw in this process,
+    so that its imports overlap the run's own single-threaded set-up instead of its training."""
+    drawing = (DatasetSamples, TestDiagnostics, ModelPictures)
+    if rank_zero_only.rank == 0 and any(isinstance(callback, drawing) for callback in callbacks):
+        shared_painter()
 
 
 class ParameterHistograms(L.Callback):

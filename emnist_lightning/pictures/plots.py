@@ -1,8 +1,12 @@
-"""Figures for people: every function takes arrays and returns a matplotlib Figure."""
+"""Figures for people: every function takes arrays and returns a matplotlib Figure.
+
+This module imports no torch, so the picture helper process (painter.py) starts quickly."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -18,22 +22,36 @@ from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
-from torch.utils.tensorboard import SummaryWriter
 
 DPI = 110
 
 
-def save_figure(fig: Figure, path: Path, writers: Sequence[SummaryWriter] = (), tag: str = "", step: int = 0) -> None:
-    """Render `fig` once, write it as a PNG and, under `tag`, into each TensorBoard writer; then free it.
-    (savefig and add_figure would each render it again.)"""
-    path.parent.mkdir(parents=True, exist_ok=True)
+@dataclass(frozen=True)
+class Png:
+    """A rendered figure: PNG bytes, for the file and TensorBoard alike, and the image's size."""
+
+    data: bytes
+    height: int
+    width: int
+
+
+def render_png(fig: Figure) -> Png:
+    """Render `fig` once and encode it as a PNG; then free it."""
     fig.set_dpi(DPI)
     fig.canvas.draw()
     pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3]
-    Image.fromarray(pixels).save(path, compress_level=3)  # zlib's fast levels: a third of level 6's time
-    for writer in writers:
-        writer.add_image(tag, pixels, global_step=step, dataformats="HWC")
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="png", compress_level=3)  # a third of zlib level 6's time
     plt.close(fig)
+    return Png(buffer.getvalue(), *pixels.shape[:2])
+
+
+def save_figure(fig: Figure, path: Path) -> Png:
+    """Write `fig` as a PNG file; returns the PNG, e.g. for TensorBoard (pictures/sink.py)."""
+    png = render_png(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png.data)
+    return png
 
 
 def mosaic(tiles: np.ndarray, columns: int, gap: int, top: int = 0) -> np.ndarray:
@@ -173,7 +191,7 @@ def accuracy_heatmap_figure(results: pd.DataFrame, rows: str, columns: str) -> F
     return fig
 
 
-def class_samples_figure(samples: np.ndarray, classes: Sequence[str]) -> Figure:
+def class_samples_figure(samples: np.ndarray, classes: Sequence[str], title: str | None = None) -> Figure:
     """(classes, rows, 28, 28) random samples: one column per class, its character on top."""
     num_classes, rows = samples.shape[:2]
     height, width = samples.shape[2:]
@@ -189,7 +207,9 @@ def class_samples_figure(samples: np.ndarray, classes: Sequence[str]) -> Figure:
         x, y = tile_corner(column, num_classes, (height, width), gap)
         ax.text(x + width / 2, y - 2, name, ha="center", va="bottom", fontsize=12, fontweight="bold")
     ax.axis("off")
-    fig.subplots_adjust(left=0.005, right=0.995, bottom=0.01, top=0.93)
+    fig.subplots_adjust(left=0.005, right=0.995, bottom=0.01, top=0.85 if title else 0.93)
+    if title:  # above the class names
+        fig.suptitle(title, y=0.99, fontsize=11)
     return fig
 
 

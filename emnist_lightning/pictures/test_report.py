@@ -6,19 +6,18 @@ per-class metrics, confused pairs, galleries and a reliability diagram.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.tensorboard import SummaryWriter
 
 from emnist_lightning.pictures import analysis, plots
-from emnist_lightning.runs import timing
+from emnist_lightning.pictures.painter import FigureJob
+from emnist_lightning.pictures.sink import FigureSink
 
 PREDICTION_GRID_SIZE = 48
 
@@ -51,68 +50,55 @@ class TestReportSettings:
     calibration_bins: int = 15
 
 
-@dataclass
-class FigureSink:
-    """Where figures go: PNGs in a folder and images in TensorBoard writers, at one step.
-
-    Each picture's time (runs/timing.py) runs from the sink's creation or the previous picture to this one's
-    files: the numbers, the figure and the writing that made it."""
-
-    output_dir: Path
-    writers: Sequence[SummaryWriter] = ()
-    step: int = 0
-    since: float = field(default_factory=time.perf_counter)
-
-    def publish(self, fig, name: str, tag: str) -> Path:
-        path = self.output_dir / name
-        plots.save_figure(fig, path, self.writers, tag, self.step)
-        now = time.perf_counter()
-        timing.pictures[name] = round(now - self.since, 3)
-        self.since = now
-        return path
-
-
 def write_test_report(
     outputs: TestOutputs, classes: Sequence[str], sink: FigureSink, settings: TestReportSettings = TestReportSettings()
 ) -> list[Path]:
     """Write the CSV tables and figures of a test pass; returns the files written."""
+    classes = list(classes)
     confusion = analysis.confusion_matrix(outputs.predictions, outputs.labels, len(classes))
-    return [
+    sink.output_dir.mkdir(parents=True, exist_ok=True)
+    written = [
         *confusion_files(confusion, classes, sink, settings.hide_diagonal),
         *per_class_files(outputs, classes, sink),
         *confused_pair_files(outputs, confusion, classes, sink, settings),
         *gallery_files(outputs, classes, sink, settings.gallery_size),
         reliability_file(outputs, sink, settings.calibration_bins),
     ]
+    tables = [item for item in written if isinstance(item, Path)]
+    return tables + sink.publish([item for item in written if isinstance(item, FigureJob)])  # longest first
 
 
-def confusion_files(confusion: np.ndarray, classes: Sequence[str], sink: FigureSink, hide_diagonal: bool) -> list[Path]:
+# What each part below returns: the tables it wrote and the jobs that draw its figures (drawn together).
+Written = Path | FigureJob
+
+
+def confusion_files(confusion: np.ndarray, classes: list[str], sink: FigureSink, hide_diagonal: bool) -> list[Written]:
     csv = sink.output_dir / "confusion_matrix.csv"
-    csv.parent.mkdir(parents=True, exist_ok=True)
     np.savetxt(csv, confusion, fmt="%d", delimiter=",")
-    counts = plots.confusion_matrix_figure(confusion, classes, title="Confusion matrix (test, counts)")
-    counts_png = sink.publish(counts, "confusion_matrix.png", "test/confusion_matrix")
     title = "Confusion matrix (test, fraction of each true class" + (", diagonal hidden)" if hide_diagonal else ")")
-    fractions = plots.confusion_matrix_figure(
-        confusion, classes, normalize=True, hide_diagonal=hide_diagonal, title=title
-    )
     return [
         csv,
-        counts_png,
-        sink.publish(fractions, "confusion_matrix_normalized.png", "test/confusion_matrix_normalized"),
-    ]
+        sink.job(
+            "confusion_matrix.png", "test/confusion_matrix", plots.confusion_matrix_figure,
+            confusion, classes, title="Confusion matrix (test, counts)",
+        ),
+        sink.job(
+            "confusion_matrix_normalized.png", "test/confusion_matrix_normalized", plots.confusion_matrix_figure,
+            confusion, classes, normalize=True, hide_diagonal=hide_diagonal, title=title,
+        ),
+    ]  # fmt: skip
 
 
-def per_class_files(outputs: TestOutputs, classes: Sequence[str], sink: FigureSink) -> list[Path]:
+def per_class_files(outputs: TestOutputs, classes: list[str], sink: FigureSink) -> list[Written]:
     table = analysis.per_class_metrics(outputs.probabilities, outputs.labels, classes)
     csv = sink.output_dir / "per_class_metrics.csv"
     table.sort_values("f1").to_csv(csv, index=False, float_format="%.4f")
-    return [csv, sink.publish(plots.per_class_metrics_figure(table), "per_class_metrics.png", "test/per_class")]
+    return [csv, sink.job("per_class_metrics.png", "test/per_class", plots.per_class_metrics_figure, table)]
 
 
 def confused_pair_files(
-    outputs: TestOutputs, confusion: np.ndarray, classes: Sequence[str], sink: FigureSink, settings: TestReportSettings
-) -> list[Path]:
+    outputs: TestOutputs, confusion: np.ndarray, classes: list[str], sink: FigureSink, settings: TestReportSettings
+) -> list[Written]:
     pairs = analysis.most_confused_pairs(confusion, settings.top_pairs)
     rows = [{"true": classes[t], "predicted": classes[p], "count": n} for t, p, n in pairs]
     csv = sink.output_dir / "confused_pairs.csv"
@@ -121,34 +107,33 @@ def confused_pair_files(
         (classes[t], classes[p], n, outputs.images[(outputs.labels == t) & (outputs.predictions == p)].numpy())
         for t, p, n in pairs
     ]
-    fig = plots.confused_pairs_figure(examples, settings.examples_per_pair)
-    return [csv, sink.publish(fig, "confused_pairs.png", "test/confused_pairs")]
+    draw = plots.confused_pairs_figure
+    return [csv, sink.job("confused_pairs.png", "test/confused_pairs", draw, examples, settings.examples_per_pair)]
 
 
-def gallery_files(outputs: TestOutputs, classes: Sequence[str], sink: FigureSink, gallery_size: int) -> list[Path]:
+def gallery_files(outputs: TestOutputs, classes: list[str], sink: FigureSink, gallery_size: int) -> list[FigureJob]:
     first = slice(0, PREDICTION_GRID_SIZE)  # slicing stops at the end of a shorter test set
-    grid = plots.prediction_grid_figure(
-        outputs.images[first].numpy(), outputs.labels[first].numpy(), outputs.predictions[first].numpy(), classes
-    )
-    grid_png = sink.publish(grid, "test_predictions.png", "test/predictions")
+    grid = sink.job(
+        "test_predictions.png", "test/predictions", plots.prediction_grid_figure,
+        outputs.images[first].numpy(), outputs.labels[first].numpy(), outputs.predictions[first].numpy(), classes,
+    )  # fmt: skip
     wrong = (outputs.predictions != outputs.labels).nonzero().squeeze(1)
     wrong = wrong[outputs.confidence[wrong].argsort(descending=True)][:gallery_size]
     captions = [
         f"{classes[outputs.labels[i]]} → {classes[outputs.predictions[i]]} {outputs.confidence[i]:.0%}"
         for i in wrong.tolist()
     ]
-    mistakes = plots.image_grid_figure(
-        outputs.images[wrong].numpy(),
-        captions,
-        columns=10,
-        caption_colors=["crimson"] * len(captions),
+    mistakes = sink.job(
+        "misclassified.png", "test/misclassified", plots.image_grid_figure,
+        outputs.images[wrong].numpy(), captions, columns=10, caption_colors=["crimson"] * len(captions),
         title="Most confident mistakes (true → predicted, confidence)",
-    )
-    return [grid_png, sink.publish(mistakes, "misclassified.png", "test/misclassified")]
+    )  # fmt: skip
+    return [grid, mistakes]
 
 
-def reliability_file(outputs: TestOutputs, sink: FigureSink, bins: int) -> Path:
+def reliability_file(outputs: TestOutputs, sink: FigureSink, bins: int) -> FigureJob:
     ece = analysis.expected_calibration_error(outputs.probabilities, outputs.labels, bins)
     correct = (outputs.predictions == outputs.labels).numpy()
-    fig = plots.reliability_figure(outputs.confidence.numpy(), correct, bins, ece)
-    return sink.publish(fig, "reliability.png", "test/reliability")
+    return sink.job(
+        "reliability.png", "test/reliability", plots.reliability_figure, outputs.confidence.numpy(), correct, bins, ece
+    )

@@ -2,7 +2,7 @@
 
 `laps` are consecutive stretches of train.py's run (building the objects, loading the data, training,
 the best checkpoint's validation and test passes); `pictures` are the seconds each figure took, by file
-(pictures/test_report.py: FigureSink).
+(pictures/sink.py: FigureSink): where a picture was drawn, by the run or its helper process.
 One run per process at a time: `start` clears both.
 """
 
