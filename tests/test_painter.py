@@ -80,3 +80,20 @@ def test_no_helper_on_one_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert painter.shared_painter() is None
     sink = FigureSink(tmp_path)
     assert all(path.is_file() for path in sink.publish(jobs(sink, 2)))
+
+
+def test_a_helper_that_cannot_start_is_reported_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(painter, "_painter", None)
+    monkeypatch.setattr(painter, "_cannot_start", False)
+
+    def no_process() -> painter.Painter:
+        raise OSError("no processes left")
+
+    monkeypatch.setattr(painter, "Painter", no_process)
+    sink = FigureSink(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        first, second = sink.publish(jobs(sink, 2)), sink.publish(jobs(sink, 2))
+    assert all(path.is_file() for path in first + second)
+    assert caplog.text.count("no picture helper process (no processes left)") == 1

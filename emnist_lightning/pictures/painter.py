@@ -2,10 +2,11 @@
 
 Matplotlib holds Python's lock while it lays out and renders a figure, so threads cannot share the
 work; a second process can, on a core that sits idle while the run draws. `shared_painter()` starts
-one helper per process, early in a run (the callbacks' setup), so that its imports (plotting only: no
-torch or Lightning) overlap the training. `FigureSink.publish` (sink.py) then hands it one job at a
-time while drawing others itself. Where the helper cannot help (one CPU, no POSIX pipes) or stops
-answering, the run draws everything itself, as it would without it.
+one helper per process, early in a run (when its callbacks are built: callbacks.warm_up_painter), so
+that its imports (plotting only: no torch or Lightning) overlap the run's own set-up rather than its
+training. `FigureSink.publish` (sink.py) then hands it one job at a time while drawing others itself.
+Where the helper cannot help (one CPU, no POSIX pipes) or stops answering, the run draws everything
+itself, as it would without it.
 
     python -m emnist_lightning.pictures.painter   # the helper's side, started by Painter
 """
@@ -128,15 +129,17 @@ class Painter:
 
 
 _painter: Painter | None = None
+_cannot_start = False
 
 
 def shared_painter() -> Painter | None:
     """This process's helper, started on the first call; None where a second process cannot help."""
-    global _painter
-    if _painter is None and os.name == "posix" and usable_cpus() > 1:
+    global _painter, _cannot_start
+    if _painter is None and not _cannot_start and os.name == "posix" and usable_cpus() > 1:
         try:
             _painter = Painter()
         except OSError as err:
+            _cannot_start = True  # said once, not at every picture
             log.warning("no picture helper process (%s); the run draws its pictures itself", err)
             return None
         atexit.register(_painter.stop)
