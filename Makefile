@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
 
-.PHONY: install train eval test test-fast lint format tensorboard benchmark clean
+.PHONY: install train evaluate test test-fast lint format tensorboard benchmark clean
 
 install: $(VENV)/.installed
 
@@ -20,9 +20,9 @@ $(VENV)/.installed: pyproject.toml
 train: install
 	$(PY) train.py $(ARGS)
 
-## evaluate a checkpoint: make eval ARGS="ckpt_path=outputs/.../checkpoints/best.ckpt"
-eval: install
-	$(PY) eval.py $(ARGS)
+## evaluate a checkpoint: make evaluate ARGS="ckpt_path=outputs/.../checkpoints/best.ckpt"
+evaluate: install
+	$(PY) evaluate.py $(ARGS)
 
 ## the whole test suite (what CI runs)
 test: install
@@ -32,9 +32,11 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m "not slow" $(ARGS)
 
+## ruff, and import-linter's layer contract (pyproject.toml: tool.importlinter)
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(PY) -m ruff format .

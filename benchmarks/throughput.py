@@ -5,8 +5,8 @@
     python benchmarks/throughput.py --smoke --data-dir DIR   # a few steps, for CI
 
 All three variants train the same network with the same optimizer on the same data, in this
-one process, with train.py's thread and allocator settings (extra Hydra overrides such as
-`reuse_freed_memory=false` apply to all). Repeats are interleaved (limit, naive, ours, limit,
+one process, with train.py's thread settings (extra Hydra overrides such as `num_threads=1`
+apply to all). Repeats are interleaved (limit, naive, ours, limit,
 ...) with a rotating order so that machine noise hits them alike. The table gives each variant's
 median; a ratio is the median over repeats of the two variants' ratio within the repeat:
 
@@ -18,7 +18,7 @@ median; a ratio is the median over repeats of the two variants' ratio within the
 
 Page faults are this process's minor faults per timed step. Peak RSS is this process's
 high-water mark while the variant ran (the naive loader's worker processes are not in it);
-since freed memory is kept for reuse, it includes what earlier variants left behind.
+it includes what earlier variants left behind.
 A whole run's own peak RSS comes from the next part: `train.py` runs for one epoch per
 family in a subprocess, which reports the epoch's wall time split into training,
 validation and test, and its peak RSS.
@@ -50,10 +50,12 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from emnist_lightning.data import EMNISTDataModule
-from emnist_lightning.runs.build import build_datamodule, build_model, build_trainer, build_training_callbacks
 from emnist_lightning.runs.config import compose as compose_config
+from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.host import configure_host
 from emnist_lightning.runs.record import RunRecord, peak_rss_mb
+from emnist_lightning.training.build import build_datamodule, build_model, build_trainer, build_training_callbacks
+from emnist_lightning.training.callbacks import Stopwatch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("limit", "naive", "ours", "augmented")
@@ -189,7 +191,13 @@ def limit_batches(size: int, batch_size: int, steps: int, device: torch.device) 
 def lightning_trainer(cfg: DictConfig, measurement: Measurement) -> L.Trainer:
     with open_dict(cfg.trainer):
         cfg.trainer.update(max_steps=measurement.total_steps, limit_val_batches=0, num_sanity_val_steps=0)
-    return build_trainer(cfg, [*build_training_callbacks(cfg).all, MeasureSteps(measurement)])
+    return build_trainer(
+        cfg,
+        [
+            *build_training_callbacks(cfg, RunContext(Path(cfg.paths.output_dir)), Stopwatch()).all,
+            MeasureSteps(measurement),
+        ],
+    )
 
 
 def run_naive(cfg: DictConfig, datamodule: EMNISTDataModule, measurement: Measurement) -> None:

@@ -61,6 +61,11 @@ def write_synthetic_emnist(
     return folder
 
 
+def synthetic_datamodule(data_dir: str | Path, **settings: Any) -> EMNISTDataModule:
+    """The data module on local files: no download, no cache and seed 0 unless `settings` say otherwise."""
+    return EMNISTDataModule(data_dir, **({"download": False, "seed": 0, "cache_dir": None} | settings))
+
+
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_emnist(tmp_path_factory.mktemp("emnist"))
@@ -73,7 +78,7 @@ def synthetic_checkpoint(synthetic_dir: Path, tmp_path_factory: pytest.TempPathF
     model = EMNISTClassifier(**model_arguments("cnn", channels=[8, 16]), optimizer=torch.optim.Adam)
     folder = tmp_path_factory.mktemp("checkpoint")
     trainer = quick_trainer(folder)
-    trainer.fit(model, datamodule=EMNISTDataModule(synthetic_dir, download=False, batch_size=32))
+    trainer.fit(model, datamodule=synthetic_datamodule(synthetic_dir, batch_size=32))
     trainer.save_checkpoint(folder / "model.ckpt")
     return folder / "model.ckpt"
 
@@ -91,6 +96,15 @@ def model_preset(preset: str) -> dict[str, Any]:
     arguments = OmegaConf.to_container(cfg.model, resolve=True)
     arguments.pop("_target_")
     return arguments
+
+
+def configured_settings(key: str) -> dict[str, Any]:
+    """The keys conf/train.yaml gives the object at `key` (e.g. callbacks.test_diagnostics), without its
+    _target_ and output_dir."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("train")
+    settings = OmegaConf.to_container(OmegaConf.select(cfg, key), resolve=False)
+    return {name: value for name, value in settings.items() if name not in ("_target_", "output_dir")}
 
 
 def model_arguments(preset: str = "mlp", **overrides: Any) -> dict[str, Any]:
@@ -125,7 +139,7 @@ def quick_trainer(tmp_path: Path, **kwargs) -> L.Trainer:
 def run_entry_point(
     script: str, *overrides: str, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run a script (train.py, eval.py, ...) or a module (emnist_lightning.export) in a subprocess as a user
+    """Run a script (train.py, evaluate.py, ...) or a module (emnist_lightning.cli.export) in a subprocess as a user
     would, with no EMNIST_DATA_DIR from this shell, and with `env` added to the environment."""
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
     env.pop("EMNIST_DATA_DIR", None)

@@ -10,13 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.data.augment import BatchAugment, shifted_views
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.models import EMNISTClassifier
-from emnist_lightning.runs.build import build_datamodule
 from emnist_lightning.runs.config import compose
-from tests.conftest import model_arguments, quick_trainer
+from emnist_lightning.training.build import build_datamodule
+from tests.conftest import model_arguments, quick_trainer, synthetic_datamodule
 
 STRENGTHS = {
     "shift": {"max_shift": 2},
@@ -110,7 +109,7 @@ class BatchRecorder(L.Callback):
 
 def test_only_training_batches_are_augmented_and_labels_are_kept(tmp_path: Path, synthetic_dir: Path) -> None:
     augment = BatchAugment(**STRENGTHS["affine"], erase_prob=0.5)
-    datamodule = EMNISTDataModule(synthetic_dir, download=False, batch_size=64, augment=augment)
+    datamodule = synthetic_datamodule(synthetic_dir, batch_size=64, augment=augment)
     recorder = BatchRecorder()
     model = EMNISTClassifier(**model_arguments("mlp"), optimizer=functools.partial(torch.optim.Adam, lr=1e-3))
     trainer = quick_trainer(tmp_path, limit_train_batches=None, limit_val_batches=None, callbacks=[recorder])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import itertools
 from pathlib import Path
 from typing import Any
 
+import hydra.utils
 import lightning as L
 import optuna
 import pytest
@@ -17,15 +19,18 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from emnist_lightning.models.networks import ACTIVATIONS, CNN, MLP, per_layer
-from emnist_lightning.runs.build import (
+from emnist_lightning.pictures.test_figures import TestFigureSettings
+from emnist_lightning.runs.config import compose, config_dir
+from emnist_lightning.runs.context import RunContext
+from emnist_lightning.training.build import (
     build_datamodule,
     build_entries,
     build_model,
     build_trainer,
     build_training_callbacks,
 )
-from emnist_lightning.runs.config import compose, config_dir
-from tests.conftest import quick_trainer
+from emnist_lightning.training.callbacks import Stopwatch
+from tests.conftest import configured_settings, quick_trainer
 
 CONF = Path(config_dir())
 SKIPPED_GROUPS = {"hydra"}  # Hydra's own settings, exercised by every run
@@ -65,16 +70,25 @@ def test_option_composes_and_instantiates(tmp_path: Path, group: str, option: st
     if group == "trainer" and cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         assert cfg.trainer.precision == "bf16-mixed"
         return
-    if group == "callbacks" and option == "eval":
+    if group == "callbacks" and option == "evaluate":
         build_entries(cfg.callbacks)
         return
     instantiate_everything(cfg)
 
 
-def test_eval_config_composes(tmp_path: Path) -> None:
-    cfg = compose("eval", ["ckpt_path=x.ckpt"], tmp_path)
+def test_evaluate_config_composes(tmp_path: Path) -> None:
+    cfg = compose("evaluate", ["ckpt_path=x.ckpt"], tmp_path)
     assert cfg.ckpt_path == "x.ckpt"
-    assert list(cfg.callbacks) == ["progress_bar", "test_diagnostics", "model_pictures"]
+    assert [name for name, node in cfg.callbacks.items() if node is not None] == [
+        "progress_bar",
+        "test_diagnostics",
+        "model_pictures",
+    ]
+
+
+def test_callbacks_choices_are_presets_only() -> None:
+    """`python train.py --help` lists what callbacks= takes: whole sets, not the single callbacks in them."""
+    assert {option for group, option in group_options("callbacks")} == {"default", "evaluate", "no_pictures"}
 
 
 @pytest.mark.parametrize(
@@ -126,6 +140,9 @@ def assert_cnn_matches(network: CNN, keys: dict[str, Any]) -> None:
     assert convs[0].weight.is_contiguous(memory_format=torch.channels_last) == keys["channels_last"]
 
 
+STRUCTURE_CHECKS = {"mlp": assert_mlp_matches, "cnn": assert_cnn_matches}
+
+
 @pytest.mark.parametrize("preset", [option for _, option in group_options("model")])
 def test_model_preset_builds_what_it_composes_to(tmp_path: Path, preset: str) -> None:
     keys = OmegaConf.to_container(compose_train(tmp_path, f"model={preset}").model, resolve=True)
@@ -133,7 +150,8 @@ def test_model_preset_builds_what_it_composes_to(tmp_path: Path, preset: str) ->
     saved = {key: model.hparams[key] for key in keys if key != "_target_"}
     assert saved == {key: value for key, value in keys.items() if key != "_target_"}
     assert activation_names(model.network) == {keys["activation"]}
-    {"mlp": assert_mlp_matches, "cnn": assert_cnn_matches}[keys["network"]](model.network, keys)
+    # a family's own tests check the structure of families without a check here (tests/test_<family>.py)
+    STRUCTURE_CHECKS.get(keys["network"], lambda network, keys: None)(model.network, keys)
 
 
 @pytest.mark.parametrize("penalty", [option for _, option in group_options("regularization")])
@@ -215,12 +233,15 @@ OUR_TRAINER_DEFAULTS = {
 BUILT_ELSEWHERE = {"logger", "callbacks", "plugins"}
 
 
-def test_trainer_config_lists_every_trainer_argument_with_lightnings_default(tmp_path: Path) -> None:
+def test_trainer_config_lists_trainer_arguments_with_lightnings_defaults(tmp_path: Path) -> None:
+    """Every key is an argument of this Lightning's Trainer, at its default unless ours. A Lightning release
+    that adds an argument passes (the new one is set with +trainer.X=); one that drops a listed one fails."""
     parameters = dict(inspect.signature(L.Trainer.__init__).parameters)
-    parameters.pop("self")
     listed = OmegaConf.to_container(compose_train(tmp_path, "trainer=default").trainer, resolve=True)
     listed.pop("_target_")
-    assert set(listed) == set(parameters) - BUILT_ELSEWHERE
+    assert not set(listed) - set(parameters), "keys the Trainer does not take"
+    assert not set(listed) & BUILT_ELSEWHERE
+    assert set(listed) >= OUR_TRAINER_DEFAULTS
     for name, value in listed.items():
         if name not in OUR_TRAINER_DEFAULTS | {"num_sanity_val_steps", "log_every_n_steps"}:
             assert value == parameters[name].default, name
@@ -257,7 +278,8 @@ def test_option_trains_a_few_steps(tmp_path: Path, synthetic_dir: Path, group: s
         *(f"callbacks.{name}=null" for name in ("progress_bar", "lr_monitor", "model_checkpoint")),
     )
     model = build_model(cfg)
-    trainer = quick_trainer(tmp_path, callbacks=build_training_callbacks(cfg).all)
+    callbacks = build_training_callbacks(cfg, RunContext(tmp_path), Stopwatch())
+    trainer = quick_trainer(tmp_path, callbacks=callbacks.all)
     before = [p.detach().clone() for p in model.parameters()]
     trainer.fit(model, datamodule=build_datamodule(cfg))
     assert trainer.global_step == 3
@@ -280,3 +302,27 @@ def test_cluster_and_search_configs_compose(tmp_path: Path, override: str) -> No
     else:
         assert hydra.sweeper._target_ == "hydra_plugins.emnist_optuna_sweeper.optuna_sweeper.EmnistOptunaSweeper"
         assert isinstance(instantiate(hydra.sweeper.pruner), optuna.pruners.BasePruner)
+
+
+# --- defaults live in conf/: where code repeats one, it says the same ---------------------------------
+
+CONFIGURED_OBJECTS = ["data", "augment", *(f"callbacks.{name}" for name in ("test_diagnostics", "dataset_samples"))]
+
+
+@pytest.mark.parametrize("key", CONFIGURED_OBJECTS)
+def test_code_defaults_agree_with_the_config(tmp_path: Path, key: str) -> None:
+    node = OmegaConf.select(compose_train(tmp_path), key)
+    target = hydra.utils.get_class(node._target_)
+    configured = OmegaConf.to_container(node)
+    for name, parameter in inspect.signature(target.__init__).parameters.items():
+        if parameter.default is inspect.Parameter.empty or name not in configured:
+            continue
+        value = configured[name]
+        assert not (isinstance(value, str) and "${" in value), f"{key}.{name} is derived in conf/; no code default"
+        assert parameter.default == value, f"{key}.{name}: {parameter.default!r} in code, {value!r} in conf/"
+
+
+def test_test_figure_settings_have_no_code_defaults() -> None:
+    fields = dataclasses.fields(TestFigureSettings)
+    assert all(field.default is dataclasses.MISSING for field in fields)
+    assert {field.name for field in fields} <= set(configured_settings("callbacks.test_diagnostics"))

@@ -10,17 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from emnist_lightning.data import EMNISTDataModule, cache, files, idx
+from emnist_lightning.data import EMNISTDataModule, files, idx
 from emnist_lightning.data.datamodule import IndexBatches, stratified_split
 from emnist_lightning.errors import ConfigError, DataError
-from emnist_lightning.models import EMNISTClassifier
-from emnist_lightning.pictures.callbacks import ModelPictures, TestDiagnostics
-from tests.conftest import model_arguments, quick_trainer, write_synthetic_emnist
+from tests.conftest import synthetic_datamodule, write_synthetic_emnist
 
 
 @pytest.fixture
 def datamodule(synthetic_dir: Path) -> EMNISTDataModule:
-    module = EMNISTDataModule(synthetic_dir, download=False, val_fraction=0.25, batch_size=32, seed=3)
+    module = synthetic_datamodule(synthetic_dir, val_fraction=0.25, batch_size=32, seed=3)
     module.prepare_data()
     module.setup()
     return module
@@ -97,7 +95,7 @@ def test_after_transfer_normalises(datamodule: EMNISTDataModule) -> None:
 
 
 def test_state_dict_carries_normalisation(datamodule: EMNISTDataModule, synthetic_dir: Path) -> None:
-    other = EMNISTDataModule(synthetic_dir, download=False)
+    other = synthetic_datamodule(synthetic_dir)
     other.load_state_dict(datamodule.state_dict())
     assert (other.mean, other.std) == (datamodule.mean, datamodule.std)
 
@@ -124,7 +122,7 @@ def test_bad_mapping_file(fresh_synthetic_dir: Path) -> None:
 )
 def test_bad_config_values(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        EMNISTDataModule("unused", **kwargs)
+        synthetic_datamodule("unused", **kwargs)
 
 
 def test_test_stage_loads_only_the_test_split(synthetic_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -136,7 +134,7 @@ def test_test_stage_loads_only_the_test_split(synthetic_dir: Path, monkeypatch: 
         return original(data_dir, split, **kwargs)
 
     monkeypatch.setattr("emnist_lightning.data.datamodule.load_split", recording_load_split)
-    module = EMNISTDataModule(synthetic_dir, download=False)
+    module = synthetic_datamodule(synthetic_dir)
     module.setup("test")
     assert loaded == ["test"]
     assert module.train_set is None and module.mean is None
@@ -178,7 +176,7 @@ def test_ddp_evaluation_shards_count_every_image_once() -> None:
 
 
 def test_global_batch_must_divide_among_processes(synthetic_dir: Path) -> None:
-    datamodule = EMNISTDataModule(synthetic_dir, download=False, batch_size=33, device_resident=False)
+    datamodule = synthetic_datamodule(synthetic_dir, batch_size=33, device_resident=False)
     datamodule.setup("fit")
     datamodule.trainer = SimpleNamespace(global_rank=0, world_size=2)
     with pytest.raises(ConfigError, match="data.batch_size=33 is the global batch"):
@@ -193,40 +191,9 @@ def test_a_decoded_split_is_read_from_the_cache_the_second_time(
     first = files.load_split(fresh_synthetic_dir, "train", cache_dir=tmp_path / "cache")
     assert len(list((tmp_path / "cache").glob("train-*.npz"))) == 1
     monkeypatch.setattr(files.idx, "read_images", lambda path: pytest.fail("decoded again despite the cache"))
-    cache.RECENT.clear()  # as in a new process
     second = files.load_split(fresh_synthetic_dir, "train", cache_dir=tmp_path / "cache")
     assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
     assert second.images.dtype == torch.uint8 and second.labels.dtype == torch.int64
-
-
-def test_the_next_job_in_a_process_reuses_the_split_in_memory(
-    fresh_synthetic_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cache_dir = tmp_path / "cache"
-    first = files.load_split(fresh_synthetic_dir, "test", cache_dir=cache_dir)
-    with monkeypatch.context() as patched:
-        patched.setattr(cache, "read_entry", lambda entry: pytest.fail("read from disk again"))
-        patched.setattr(files.idx, "read_images", lambda path: pytest.fail("decoded again"))
-        assert torch.equal(files.load_split(fresh_synthetic_dir, "test", cache_dir=cache_dir).images, first.images)
-    write_synthetic_emnist(fresh_synthetic_dir, seed=7)  # the same names, other images: decoded afresh
-    changed = files.load_split(fresh_synthetic_dir, "test", cache_dir=cache_dir)
-    assert torch.equal(changed.images, files.load_split(fresh_synthetic_dir, "test").images)
-    assert not torch.equal(changed.images, first.images)
-
-
-def test_a_run_leaves_the_shared_splits_as_loaded(fresh_synthetic_dir: Path, tmp_path: Path) -> None:
-    """The splits kept in memory are shared with the runs that use them, so no run may write into them."""
-    cache.RECENT.clear()
-    datamodule = EMNISTDataModule(fresh_synthetic_dir, download=False, batch_size=32, cache_dir=tmp_path / "cache")
-    model = EMNISTClassifier(**model_arguments("mlp"), optimizer=torch.optim.Adam)
-    trainer = quick_trainer(tmp_path, callbacks=[TestDiagnostics(tmp_path / "report"), ModelPictures(tmp_path)])
-    trainer.fit(model, datamodule=datamodule)
-    trainer.test(model, datamodule=datamodule, verbose=False)
-    assert len(cache.RECENT) == 2
-    for split in ("train", "test"):
-        fresh = files.load_split(fresh_synthetic_dir, split)
-        shared = next(arrays for entry, arrays in cache.RECENT.items() if entry.name.startswith(split))
-        assert np.array_equal(shared[0], fresh.images.numpy()) and np.array_equal(shared[1], fresh.labels.numpy())
 
 
 def test_a_changed_file_is_never_served_from_the_cache(fresh_synthetic_dir: Path, tmp_path: Path) -> None:
@@ -252,13 +219,11 @@ def test_a_damaged_cache_is_rebuilt_with_a_warning(
     else:  # one pixel inside the stored images: the zip's CRC-32 no longer matches
         data[len(data) // 2] ^= 0xFF
     entry.write_bytes(bytes(data))
-    cache.RECENT.clear()  # as in a new process
     with caplog.at_level(logging.WARNING):
         reloaded = files.load_split(fresh_synthetic_dir, "test", cache_dir=cache_dir)
     assert torch.equal(reloaded.images, expected.images)
     assert f"the data cache {entry}" in caplog.text and "decoding the IDX files again" in caplog.text
     caplog.clear()
-    cache.RECENT.clear()
     files.load_split(fresh_synthetic_dir, "test", cache_dir=cache_dir)
     assert "data cache" not in caplog.text, "the rebuilt entry is sound"
 

@@ -1,4 +1,4 @@
-"""The drawing page as a person meets it: `python -m emnist_lightning.demo` in a real headless Chromium.
+"""The drawing page as a person meets it: `python -m emnist_lightning.cli.demo` in a real headless Chromium.
 
 Needs Debian's chromium (/usr/bin/chromium, or CHROMIUM_PATH) and the playwright package; CI installs both.
 """
@@ -45,7 +45,7 @@ def page_url(synthetic_checkpoint: Path, tmp_path: Path) -> Iterator[str]:
         [
             sys.executable,
             "-m",
-            "emnist_lightning.demo",
+            "emnist_lightning.cli.demo",
             f"ckpt_path={synthetic_checkpoint}",
             "demo.port=0",
             f"hydra.run.dir={tmp_path}/run",

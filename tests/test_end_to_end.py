@@ -1,4 +1,4 @@
-"""train.py and eval.py run as a user runs them, on the synthetic dataset."""
+"""train.py and evaluate.py run as a user runs them, on the synthetic dataset."""
 
 from __future__ import annotations
 
@@ -71,9 +71,9 @@ def test_run_logs_to_tensorboard(trained) -> None:
 
 
 def assert_eval_reproduces(checkpoint: Path, recorded: Path, data_dir: Path, run_dir: Path) -> None:
-    """eval.py on `checkpoint` gives the test accuracy and loss of the metrics.json at `recorded`."""
+    """evaluate.py on `checkpoint` gives the test accuracy and loss of the metrics.json at `recorded`."""
     result = run_entry_point(
-        "eval.py",
+        "evaluate.py",
         f"ckpt_path={checkpoint}",
         f"data.data_dir={data_dir}",
         f"hydra.run.dir={run_dir}",
@@ -140,7 +140,7 @@ def test_bad_checkpoint_is_one_clear_line(synthetic_dir: Path, tmp_path: Path) -
     checkpoint = tmp_path / "broken.ckpt"
     checkpoint.write_text("garbage")
     result = run_entry_point(
-        "eval.py", f"ckpt_path={checkpoint}", f"data.data_dir={synthetic_dir}", f"hydra.run.dir={tmp_path / 'e'}"
+        "evaluate.py", f"ckpt_path={checkpoint}", f"data.data_dir={synthetic_dir}", f"hydra.run.dir={tmp_path / 'e'}"
     )
     assert_one_line_error(result, "broken.ckpt", "cannot be read")
     assert checkpoint.read_text() == "garbage"

@@ -12,14 +12,14 @@ import torch
 from benchmarks.throughput import PILImages, limit_batches, naive_loader
 from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.data.datamodule import InMemoryDataset
-from tests.conftest import run_entry_point
+from tests.conftest import run_entry_point, synthetic_datamodule
 
 INDICES = [5, 0, 17, 300, 42, 99, 1, 2]
 
 
 @pytest.fixture
 def datamodule(synthetic_dir: Path) -> EMNISTDataModule:
-    module = EMNISTDataModule(synthetic_dir, download=False, batch_size=8, seed=1)
+    module = synthetic_datamodule(synthetic_dir, batch_size=8, seed=1)
     module.setup("fit")
     return module
 
@@ -41,7 +41,7 @@ def test_fast_path_equals_naive_pipeline(datamodule: EMNISTDataModule) -> None:
 
 
 def test_same_seed_same_batches(datamodule: EMNISTDataModule, synthetic_dir: Path) -> None:
-    again = EMNISTDataModule(synthetic_dir, download=False, batch_size=8, seed=1)
+    again = synthetic_datamodule(synthetic_dir, batch_size=8, seed=1)
     again.setup("fit")
     for (a_images, a_labels), (b_images, b_labels) in zip(
         datamodule.train_dataloader(), again.train_dataloader(), strict=True
@@ -56,8 +56,8 @@ def test_naive_loader_serves_the_same_examples(datamodule: EMNISTDataModule) -> 
 
 
 def test_device_resident_batches_equal_host_batches(synthetic_dir: Path) -> None:
-    host = EMNISTDataModule(synthetic_dir, download=False, batch_size=8, seed=1, device_resident=False)
-    resident = EMNISTDataModule(synthetic_dir, download=False, batch_size=8, seed=1, device_resident=True)
+    host = synthetic_datamodule(synthetic_dir, batch_size=8, seed=1, device_resident=False)
+    resident = synthetic_datamodule(synthetic_dir, batch_size=8, seed=1, device_resident=True)
     resident.trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
     host.setup("fit")
     resident.setup("fit")
@@ -70,7 +70,7 @@ def test_device_resident_batches_equal_host_batches(synthetic_dir: Path) -> None
 
 
 def test_auto_residency_stays_on_the_host_for_a_cpu(synthetic_dir: Path) -> None:
-    module = EMNISTDataModule(synthetic_dir, download=False, device_resident="auto")
+    module = synthetic_datamodule(synthetic_dir, device_resident="auto")
     module.trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
     assert module.resident_device() is None
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from emnist_lightning.data import EMNISTDataModule, idx
+from emnist_lightning.data import idx
 from emnist_lightning.errors import CheckpointError, ConfigError
 from emnist_lightning.inference.images import (
     INK_SIDE,
@@ -34,7 +34,7 @@ from emnist_lightning.inference.models import load_pixel_classifier, open_predic
 from emnist_lightning.inference.segment import split_characters
 from emnist_lightning.inference.server import make_server
 from emnist_lightning.models import EMNISTClassifier
-from tests.conftest import run_entry_point
+from tests.conftest import run_entry_point, synthetic_datamodule
 
 
 def ink_extent(view: torch.Tensor, level: float = INK_THRESHOLD) -> tuple[int, int, int, int]:
@@ -132,7 +132,7 @@ def test_a_blank_image_has_no_characters() -> None:
 
 
 def test_pixel_classifier_normalises_as_training_did(synthetic_checkpoint: Path, synthetic_dir: Path) -> None:
-    datamodule = EMNISTDataModule(synthetic_dir, download=False)
+    datamodule = synthetic_datamodule(synthetic_dir)
     datamodule.load_state_dict(torch.load(synthetic_checkpoint, weights_only=True)["EMNISTDataModule"])
     datamodule.setup("test")
     images = datamodule.test_set.images[:16]
@@ -205,7 +205,7 @@ def test_export_writes_a_model_that_predict_runs_alike(
 ) -> None:
     export_dir = tmp_path / "export"
     result = run_entry_point(
-        "emnist_lightning.export",
+        "emnist_lightning.cli.export",
         f"ckpt_path={synthetic_checkpoint}",
         f"format={fmt}",
         f"hydra.run.dir={export_dir}",
@@ -230,7 +230,7 @@ def test_export_writes_a_model_that_predict_runs_alike(
 @pytest.mark.slow
 def test_export_refuses_an_unknown_format(synthetic_checkpoint: Path, tmp_path: Path) -> None:
     result = run_entry_point(
-        "emnist_lightning.export", f"ckpt_path={synthetic_checkpoint}", "format=tflite", f"hydra.run.dir={tmp_path}"
+        "emnist_lightning.cli.export", f"ckpt_path={synthetic_checkpoint}", "format=tflite", f"hydra.run.dir={tmp_path}"
     )
     assert result.returncode == 1
     assert result.stderr.strip() == "error: format=tflite is not one of onnx, torchscript"

@@ -12,9 +12,9 @@ from torchmetrics.functional.classification import multiclass_accuracy, multicla
 from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.errors import CheckpointError
 from emnist_lightning.models import EMNISTClassifier, load_classifier
-from emnist_lightning.models.classifier import accuracies
+from emnist_lightning.models.metrics import accuracies
 from emnist_lightning.models.networks import CNN, MLP
-from tests.conftest import model_arguments, quick_trainer
+from tests.conftest import model_arguments, quick_trainer, synthetic_datamodule
 
 BATCH = torch.randn(4, 1, 28, 28)
 # Checkpoints written by the code before the network registry (MLPClassifier / CNNClassifier), each
@@ -24,7 +24,7 @@ LEGACY = Path(__file__).parent / "data" / "legacy"
 
 @pytest.fixture
 def datamodule(synthetic_dir: Path) -> EMNISTDataModule:
-    return EMNISTDataModule(synthetic_dir, download=False, batch_size=16)
+    return synthetic_datamodule(synthetic_dir, batch_size=16)
 
 
 @pytest.mark.parametrize(

@@ -109,7 +109,7 @@ def test_registry_builds_each_family_by_name() -> None:
 
 
 def test_unknown_network_and_wrong_keys_are_config_errors() -> None:
-    with pytest.raises(ConfigError, match="model.network='rnn' is unknown; choose one of: mlp, cnn"):
+    with pytest.raises(ConfigError, match="model.network='rnn' is unknown; choose one of: cnn, mlp"):
         build_network("rnn", 47)
     with pytest.raises(ConfigError, match="unexpected keyword argument 'channels'.*conf/model/mlp.yaml"):
         build_network("mlp", 47, **network_arguments("mlp"), channels=[8, 8])

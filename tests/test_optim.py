@@ -10,11 +10,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.models import EMNISTClassifier
 from emnist_lightning.models.optim import LRSchedule
-from tests.conftest import model_arguments, quick_trainer
+from tests.conftest import model_arguments, quick_trainer, synthetic_datamodule
 from tests.test_configs import compose_train, group_options
 
 OPTIMIZERS = [option for group, option in group_options() if group == "optimizer"]
@@ -138,7 +137,7 @@ def test_trainer_steps_the_schedule(tmp_path: Path, synthetic_dir: Path) -> None
     model = EMNISTClassifier(**model_arguments(hidden_dims=[8, 8, 8]), optimizer=torch.optim.SGD, scheduler=schedule)
     model.optimizer_factory = lambda params: torch.optim.SGD(params, lr=BASE_LR)
     trainer = quick_trainer(tmp_path, max_epochs=3, limit_train_batches=2)
-    trainer.fit(model, datamodule=EMNISTDataModule(synthetic_dir, download=False, batch_size=16))
+    trainer.fit(model, datamodule=synthetic_datamodule(synthetic_dir, batch_size=16))
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(BASE_LR * 0.5**3)
 
 
@@ -182,5 +181,5 @@ def test_divergence_is_reported(tmp_path: Path, synthetic_dir: Path) -> None:
     )
     trainer = quick_trainer(tmp_path, max_epochs=3, limit_train_batches=5)
     with pytest.raises(FloatingPointError, match="diverged.*lower optimizer.lr"):
-        trainer.fit(model, datamodule=EMNISTDataModule(synthetic_dir, download=False, batch_size=16))
+        trainer.fit(model, datamodule=synthetic_datamodule(synthetic_dir, batch_size=16))
     assert not math.isfinite(trainer.callback_metrics["val/loss"].item())

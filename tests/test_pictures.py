@@ -14,9 +14,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.tensorboard import SummaryWriter
 
 from emnist_lightning.data import BALANCED_CLASSES
-from emnist_lightning.pictures import analysis, plots, test_report
+from emnist_lightning.models.metrics import calibration_error
+from emnist_lightning.pictures import analysis, plots, test_figures
 from emnist_lightning.pictures.sink import FigureSink
-from tests.conftest import run_entry_point
+from tests.conftest import configured_settings, run_entry_point
 
 TEST_IMAGES = 47 * 6  # the synthetic test split
 RUN_PICTURES = {
@@ -74,23 +75,24 @@ def test_per_class_metrics_match_counts() -> None:
 
 def test_calibration_error_of_confident_mistakes() -> None:
     probabilities = torch.tensor([[0.9, 0.1], [0.9, 0.1]])
-    assert analysis.expected_calibration_error(probabilities, torch.tensor([0, 1]), bins=10) == pytest.approx(0.4)
+    assert calibration_error(probabilities, torch.tensor([0, 1]), bins=10) == pytest.approx(0.4)
 
 
-def synthetic_test_outputs(classes: int = 47, per_class: int = 5, seed: int = 0) -> test_report.TestOutputs:
+def synthetic_test_outputs(classes: int = 47, per_class: int = 5, seed: int = 0) -> test_figures.TestOutputs:
     """Predictions of a fake model that is right about 70% of the time."""
     generator = torch.Generator().manual_seed(seed)
     labels = torch.arange(classes).repeat(per_class)
     logits = torch.randn(len(labels), classes, generator=generator)
     right = torch.rand(len(labels), generator=generator) < 0.7
     logits[right, labels[right]] += 6
-    return test_report.TestOutputs(logits.softmax(dim=1), labels, torch.rand(len(labels), 28, 28, generator=generator))
+    return test_figures.TestOutputs(logits.softmax(dim=1), labels, torch.rand(len(labels), 28, 28, generator=generator))
 
 
-def test_write_test_report_without_a_trainer(tmp_path: Path) -> None:
+def test_write_test_figures_without_a_trainer(tmp_path: Path) -> None:
     outputs = synthetic_test_outputs()
+    settings = test_figures.TestFigureSettings(**configured_settings("callbacks.test_diagnostics"))
     with SummaryWriter(str(tmp_path / "tensorboard")) as writer:
-        written = test_report.write_test_report(outputs, BALANCED_CLASSES, FigureSink(tmp_path, [writer]))
+        written = test_figures.write_test_figures(outputs, BALANCED_CLASSES, FigureSink(tmp_path, [writer]), settings)
     pictures = {name: tag for name, tag in RUN_PICTURES.items() if tag.startswith("test/")}
     assert {path.name for path in written} == set(pictures) | {
         "confusion_matrix.csv",
@@ -151,7 +153,7 @@ def test_run_draws_every_picture(family: str, synthetic_dir: Path, tmp_path: Pat
 @pytest.mark.slow
 def test_visualize_data(synthetic_dir: Path, tmp_path: Path) -> None:
     result = run_entry_point(
-        "emnist_lightning/visualize.py", "data", f"data.data_dir={synthetic_dir}", f"hydra.run.dir={tmp_path}"
+        "emnist_lightning.cli.visualize", "data", f"data.data_dir={synthetic_dir}", f"hydra.run.dir={tmp_path}"
     )
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("dataset_samples.png", "class_distribution.png", "mean_images.png"):
@@ -164,8 +166,8 @@ def test_visualize_data(synthetic_dir: Path, tmp_path: Path) -> None:
 
 
 def test_visualize_without_subcommand_explains_usage() -> None:
-    result = run_entry_point("emnist_lightning/visualize.py")
-    assert result.returncode == 1 and "usage: python -m emnist_lightning.visualize {data}" in result.stderr
+    result = run_entry_point("emnist_lightning.cli.visualize")
+    assert result.returncode == 1 and "usage: emnist-visualize {data}" in result.stderr
 
 
 def test_image_grids_of_nothing_still_draw(tmp_path: Path) -> None:

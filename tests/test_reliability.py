@@ -164,7 +164,10 @@ def test_malicious_checkpoint_never_runs(uninterrupted: Path, synthetic_dir: Pat
         with pytest.raises(CheckpointError, match="refused"):
             load_classifier(checkpoint)
         evaluated = run_entry_point(
-            "eval.py", f"ckpt_path={checkpoint}", f"data.data_dir={synthetic_dir}", f"hydra.run.dir={tmp_path / 'e'}"
+            "evaluate.py",
+            f"ckpt_path={checkpoint}",
+            f"data.data_dir={synthetic_dir}",
+            f"hydra.run.dir={tmp_path / 'e'}",
         )
         assert evaluated.returncode == 1
         assert evaluated.stderr.strip().splitlines()[-1].startswith("error: checkpoint")

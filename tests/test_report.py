@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from emnist_lightning import report
+from emnist_lightning.errors import ConfigError
+from emnist_lightning.runs import report
 from emnist_lightning.runs.record import RunRecord
 
 
@@ -35,5 +36,5 @@ def test_a_key_set_in_only_some_jobs_is_varied(tmp_path: Path) -> None:
 
 
 def test_report_on_a_folder_without_runs_says_what_it_expects(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="no finished jobs under .*pass a sweep dir.*folder of runs"):
+    with pytest.raises(ConfigError, match="no finished jobs under .*pass a sweep dir.*folder of runs"):
         report.report(tmp_path, quiet=True)

@@ -16,8 +16,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from emnist_lightning import report
 from emnist_lightning.errors import ConfigError
+from emnist_lightning.runs import report
 from emnist_lightning.search.space import override_value, search_space
 from emnist_lightning.search.study import INTERRUPTED, open_storage
 from tests.conftest import REPO_ROOT, run_entry_point

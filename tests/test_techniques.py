@@ -13,13 +13,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from emnist_lightning.data import NUM_CLASSES, EMNISTDataModule
 from emnist_lightning.errors import ConfigError
-from emnist_lightning.evaluate import read_test_time_shift
 from emnist_lightning.models import EMNISTClassifier, load_classifier
 from emnist_lightning.models.averaging import ExponentialMovingAverage
 from emnist_lightning.models.checkpoints import read_checkpoint
 from emnist_lightning.models.classifier import balanced_class_weights
 from emnist_lightning.runs.config import compose
-from tests.conftest import model_arguments, quick_trainer
+from emnist_lightning.training.run import read_test_time_shift
+from tests.conftest import model_arguments, quick_trainer, synthetic_datamodule
 
 
 def classifier(**overrides) -> EMNISTClassifier:
@@ -31,7 +31,7 @@ def classifier(**overrides) -> EMNISTClassifier:
 
 @pytest.fixture
 def datamodule(synthetic_dir: Path) -> EMNISTDataModule:
-    return EMNISTDataModule(synthetic_dir, download=False, batch_size=32)
+    return synthetic_datamodule(synthetic_dir, batch_size=32)
 
 
 class LossCheck(L.Callback):
@@ -140,6 +140,6 @@ def test_test_time_augmentation_averages_the_shifted_views() -> None:
 
 @pytest.mark.parametrize("shift", [-1, 3, 1.5])
 def test_eval_refuses_test_time_shifts_out_of_range(tmp_path: Path, shift: float) -> None:
-    cfg = compose("eval", ["ckpt_path=x.ckpt", f"test_time_shift={shift}"], tmp_path)
+    cfg = compose("evaluate", ["ckpt_path=x.ckpt", f"test_time_shift={shift}"], tmp_path)
     with pytest.raises(ConfigError, match=f"test_time_shift={shift} must be a whole number of pixels"):
         read_test_time_shift(cfg)

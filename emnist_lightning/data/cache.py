@@ -4,10 +4,6 @@ An entry is named by the BLAKE2 checksum of the files it was decoded from, so a 
 (and validated) afresh. Entries are .npz files, whose arrays carry zip CRC-32s checked on every read: an
 entry that was damaged or cut short is rebuilt, with a warning, never used. Only arrays that passed
 validation are cached.
-
-A process also keeps the last entries it used in memory (`RECENT`), under the same checksummed names:
-the jobs of a sweep that run one after another in one process (Hydra's basic launcher) then read the
-entries once, while a changed file still gets a new name and is decoded afresh.
 """
 
 from __future__ import annotations
@@ -25,8 +21,6 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 ENTRY_FORMAT = 1  # part of every entry's name: a new layout never reads an old one
-RECENT_ENTRIES = 2  # a data config's train and test splits
-RECENT: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def files_checksum(paths: Sequence[Path]) -> str:
@@ -41,22 +35,11 @@ def cached_arrays(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`decode()`'s (images, labels), from the cache entry of these `sources` when there is a sound one."""
     entry = cache_dir / f"{name}-v{ENTRY_FORMAT}-{files_checksum(sources)}.npz"
-    arrays = RECENT.pop(entry, None)
-    if arrays is None and entry.is_file():
-        arrays = read_entry(entry)
+    arrays = read_entry(entry) if entry.is_file() else None
     if arrays is None:
         arrays = decode()
         write_entry(entry, *arrays)
-    remember(entry, arrays)
     return arrays
-
-
-def remember(entry: Path, arrays: tuple[np.ndarray, np.ndarray]) -> None:
-    """Keep `arrays` as the most recent entry. They are shared, not copied (a copy would cost as much as
-    reading the entry): nothing writes into a loaded split (tests/test_data.py checks a whole run)."""
-    RECENT[entry] = arrays
-    while len(RECENT) > RECENT_ENTRIES:
-        del RECENT[next(iter(RECENT))]
 
 
 def read_entry(entry: Path) -> tuple[np.ndarray, np.ndarray] | None:

@@ -141,18 +141,22 @@ class EMNISTDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        data_dir: str | Path = "data/emnist",
+        data_dir: str | Path,
+        *,
+        seed: int,
+        cache_dir: str | Path | None,
         download: bool = True,
         val_fraction: float = 0.1,
         batch_size: int = 256,
-        eval_batch_size: int = 1024,
-        seed: int = 0,
+        eval_batch_size: int | None = None,
         pin_memory: bool = False,
         device_resident: bool | str = "auto",
         augment: BatchAugment | None = None,
-        cache_dir: str | Path | None = None,
     ) -> None:
+        """The keys of conf/data/emnist.yaml, whose values the defaults here repeat (tests/test_configs.py
+        checks that they agree); `eval_batch_size=None` is the training batch size."""
         super().__init__()
+        eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction={val_fraction} must lie strictly between 0 and 1, e.g. 0.1")
         if batch_size < 1 or eval_batch_size < 1:

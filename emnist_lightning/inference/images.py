@@ -170,3 +170,15 @@ def emnist_view(ink: torch.Tensor) -> torch.Tensor:
     view = F.interpolate(framed[None, None], size=(SIDE, SIDE), mode="bicubic", antialias=True, align_corners=False)
     view = view[0].clamp_(0, 1)
     return view / view.max()
+
+
+def read_all(paths: list[Path], segment: bool) -> tuple[list[Sample], dict[str, str]]:
+    """Every readable sample, and one line for each file that is not."""
+    samples, failures = [], {}
+    for path in paths:
+        try:
+            samples.extend(read_samples(path, segment))
+        except InputError as err:
+            print(f"skipped: {err}")
+            failures[str(path)] = str(err)
+    return samples, failures

@@ -101,7 +101,7 @@ def read_classes(model_path: Path) -> tuple[str, ...]:
 
 
 def open_predictor(path: str | Path | None) -> Predictor:
-    """A predictor for a train.py checkpoint (.ckpt) or a file exported by emnist_lightning.export."""
+    """A predictor for a train.py checkpoint (.ckpt) or a file exported by emnist-export (inference/export.py)."""
     if not path:
         raise ConfigError("no model given: pass ckpt_path= a checkpoint of train.py or a model from export")
     path = Path(path)

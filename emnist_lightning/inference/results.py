@@ -87,3 +87,21 @@ def write_predictions(predictions: list[Prediction], failures: dict[str, str], o
             for position, candidates in enumerate(prediction.top):
                 writer.writerow([prediction.sample.name, position, *(field for pair in candidates for field in pair)])
     return [json_path, csv_path]
+
+
+def write_sheet(predictions: list[Prediction], path: Path) -> Path:
+    """predictions.png: each input, the 28x28 image the model saw, and its top 3 (or the word read)."""
+    from emnist_lightning.pictures import plots  # matplotlib only when there is something to draw
+
+    readings = [
+        "  ".join(f"{char} {value:.0%}" for char, value in p.top[0][:3]) if len(p.top) == 1 else p.text
+        for p in predictions
+    ]
+    figure = plots.predictions_sheet_figure(
+        [p.sample.picture for p in predictions],
+        [p.sample.views[:, 0].numpy() for p in predictions],
+        [p.sample.name for p in predictions],
+        readings,
+    )
+    plots.save_figure(figure, path)
+    return path

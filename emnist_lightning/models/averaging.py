@@ -14,14 +14,18 @@ class ExponentialMovingAverage(EMAWeightAveraging):
 
     After fitting, the averaged weights are the model's, and every checkpoint already holds them as its
     weights. Lightning's callback would still act on later `validate`/`test` calls of the same Trainer:
-    on loading a checkpoint it puts the raw weights back into the model, so the test would measure
-    the un-averaged network. Here the average is dropped once fitting ends, and checkpoints loaded
-    outside fitting are left as Lightning loaded them.
+    it swaps weights around each validation pass, and on loading a checkpoint it puts the raw weights
+    back into the model, so the test would measure the un-averaged network. Here those hooks act while
+    fitting only, and checkpoints loaded outside fitting are left as Lightning loaded them.
     """
 
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage == "fit":
-            self._average_model = None
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit":
+            super().on_validation_epoch_start(trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit":
+            super().on_validation_epoch_end(trainer, pl_module)
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         if trainer.state.fn == "fit":

@@ -17,6 +17,7 @@ import torch
 
 from emnist_lightning.errors import CheckpointError, ConfigError
 from emnist_lightning.models.classifier import EMNISTClassifier
+from emnist_lightning.models.networks import keys_added_later
 
 # Types besides tensors and plain containers that the checkpoints of train.py hold.
 SAFE_GLOBALS: list[Any] = []
@@ -28,8 +29,6 @@ LEGACY_CLASS_NETWORKS = {
     "emnist_lightning.module.CNNClassifier": "cnn",
 }
 LEGACY_CLASS_KEY = "emnist_lightning_class"
-# Network keys added after checkpoints were written, with the value that rebuilds those older networks.
-KEYS_ADDED_LATER: dict[str, dict[str, Any]] = {"cnn": {"convs_per_block": 1}}
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -65,7 +64,7 @@ def classifier_arguments(checkpoint: dict[str, Any], path: str | Path) -> dict[s
                 f"checkpoint '{path}' was not written by emnist_lightning's train.py; it cannot be used here"
             )
         arguments["network"] = network
-    return KEYS_ADDED_LATER.get(arguments["network"], {}) | arguments
+    return keys_added_later(arguments["network"]) | arguments
 
 
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> EMNISTClassifier:

@@ -12,16 +12,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim import Optimizer
 from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassConfusionMatrix
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from emnist_lightning.data import NUM_CLASSES
 from emnist_lightning.data.augment import shifted_views
 from emnist_lightning.errors import CheckpointError, ConfigError
+from emnist_lightning.models.metrics import accuracies, accuracy_metrics
 from emnist_lightning.models.networks import build_network
 from emnist_lightning.models.optim import LRSchedule
 
 OptimizerFactory = Callable[..., Optimizer]
-CALIBRATION_BINS = 15
 
 
 class TestStepOutput(NamedTuple):
@@ -30,29 +30,6 @@ class TestStepOutput(NamedTuple):
     logits: torch.Tensor
     labels: torch.Tensor
     images: torch.Tensor
-
-
-# Labels are range-checked when the data is loaded. Validating them again in every update would
-# cost a device sync per batch on a GPU (torch.unique, and a NaN check for the mean loss).
-def accuracy_metrics(num_classes: int, prefix: str, calibration: bool = False) -> MetricCollection:
-    metrics: dict[str, Any] = {
-        "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False),
-        "macro_acc": MulticlassAccuracy(num_classes, average="macro", validate_args=False),
-    }
-    if calibration:  # expected calibration error: mean |accuracy - confidence| over confidence bins
-        metrics["ece"] = MulticlassCalibrationError(
-            num_classes, n_bins=CALIBRATION_BINS, norm="l1", validate_args=False
-        )
-    return MetricCollection(metrics, prefix=prefix)
-
-
-def accuracies(confusion: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Accuracy and macro accuracy from a confusion matrix (true class in rows), as MulticlassAccuracy
-    computes them: the macro mean counts every class that occurs as a label or a prediction."""
-    correct, labelled = confusion.diagonal(), confusion.sum(dim=1)
-    occurs = (labelled + confusion.sum(dim=0)) > 0
-    recall = correct / labelled.clamp(min=1)
-    return {"acc": correct.sum() / confusion.sum(), "macro_acc": recall[occurs].mean()}
 
 
 def balanced_class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -69,7 +46,7 @@ class EMNISTClassifier(L.LightningModule):
     """Loss, metrics, L1/L2 penalties, optimizer and scheduler around the network called `network`.
 
     The network's name and arguments (`network_args`, the other keys of conf/model/) are saved as
-    hyperparameters, so `EMNISTClassifier.load_from_checkpoint(path)` rebuilds any family.
+    hyperparameters, so `EMNISTClassifier.load_from_checkpoint(path, weights_only=True)` rebuilds any family.
     """
 
     def __init__(
@@ -101,7 +78,7 @@ class EMNISTClassifier(L.LightningModule):
         # Per-class loss weights, set from the training labels in setup("fit") when class_balanced; a buffer
         # moves to the model's device, and it is not saved: it is a function of the data.
         self.register_buffer("class_weights", None, persistent=False)
-        # Test-time augmentation, set by eval.py: test on the mean probabilities of shifted views.
+        # Test-time augmentation, set by evaluate.py: test on the mean probabilities of shifted views.
         self.test_time_shift = 0
         if compile:
             self.network.compile()  # in place, so checkpoints keep the plain parameter names
@@ -116,10 +93,8 @@ class EMNISTClassifier(L.LightningModule):
         return self.network(images)
 
     def penalized_weights(self) -> Iterator[nn.Parameter]:
-        """Weights of linear and conv layers; biases and norm parameters are not penalised."""
-        for module in self.network.modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d)):
-                yield module.weight
+        """The weights the network's family names for L1 and L2 (networks/registry.py: NetworkParts)."""
+        return self.network.penalized_weights()
 
     def weight_penalty(self) -> torch.Tensor:
         """l1 * sum|w| + l2 * sum w^2 over `penalized_weights`."""

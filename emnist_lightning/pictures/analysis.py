@@ -10,7 +10,6 @@ import pandas as pd
 import torch
 from torchmetrics.functional.classification import (
     multiclass_accuracy,
-    multiclass_calibration_error,
     multiclass_confusion_matrix,
     multiclass_f1_score,
     multiclass_precision,
@@ -89,8 +88,3 @@ def most_confused_pairs(confusion: np.ndarray, top: int) -> list[tuple[int, int,
         for i, j in zip(*np.unravel_index(order, confusion.shape), strict=True)
     ]
     return [pair for pair in pairs if pair[2] > 0]
-
-
-def expected_calibration_error(probabilities: torch.Tensor, labels: torch.Tensor, bins: int) -> float:
-    """Mean |accuracy - confidence| over confidence bins, weighted by bin size."""
-    return float(multiclass_calibration_error(probabilities, labels, probabilities.shape[1], n_bins=bins, norm="l1"))

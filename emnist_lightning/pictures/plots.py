@@ -1,12 +1,8 @@
-"""Figures for people: every function takes arrays and returns a matplotlib Figure.
-
-This module imports no torch, so the picture helper process (painter.py) starts quickly."""
+"""Figures for people: every function takes arrays and returns a matplotlib Figure."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -26,32 +22,15 @@ from PIL import Image
 DPI = 110
 
 
-@dataclass(frozen=True)
-class Png:
-    """A rendered figure: PNG bytes, for the file and TensorBoard alike, and the image's size."""
-
-    data: bytes
-    height: int
-    width: int
-
-
-def render_png(fig: Figure) -> Png:
-    """Render `fig` once and encode it as a PNG; then free it."""
+def save_figure(fig: Figure, path: Path) -> np.ndarray:
+    """Render `fig`, write it as a PNG file and free it; returns its (H, W, 3) pixels, e.g. for TensorBoard."""
     fig.set_dpi(DPI)
     fig.canvas.draw()
-    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3]
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="png", compress_level=3)  # a third of zlib level 6's time
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)
-    return Png(buffer.getvalue(), *pixels.shape[:2])
-
-
-def save_figure(fig: Figure, path: Path) -> Png:
-    """Write `fig` as a PNG file; returns the PNG, e.g. for TensorBoard (pictures/sink.py)."""
-    png = render_png(fig)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png.data)
-    return png
+    Image.fromarray(pixels).save(path, format="png", compress_level=3)  # a third of zlib level 6's time
+    return pixels
 
 
 def mosaic(tiles: np.ndarray, columns: int, gap: int, top: int = 0) -> np.ndarray:

@@ -1,2 +1,3 @@
-"""What every run shares: its config (`config`), context, process settings (`host`), the objects it
-builds (`build`), its bookkeeping callbacks, its record (`record`: metrics.json) and how it fails (`task`)."""
+"""A run's lifecycle, whatever it runs: its config and command line (`config`), context, process settings
+(`host`), how it stops (`signals`), its record (`record`: metrics.json), resuming it (`resume`), running it as
+an entry point (`task`) and comparing the runs of a sweep (`report`)."""

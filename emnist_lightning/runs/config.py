@@ -1,13 +1,20 @@
-"""Where the Hydra configs live, composing one outside a Hydra run (tests, benchmarks), reading a command line."""
+"""Where the Hydra configs live, composing one outside a Hydra run (tests, benchmarks), and reading a
+command line's overrides with Hydra's own parser."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import HydraException
 from omegaconf import DictConfig
+
+from emnist_lightning.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
@@ -28,7 +35,15 @@ def compose(config_name: str, overrides: list[str], output_dir: Path) -> DictCon
     return cfg
 
 
-def argument_value(arguments: list[str], key: str) -> str | None:
-    """The value a command line gives `key` (the last one wins, as in Hydra), or None."""
-    values = [argument.split("=", 1)[1] for argument in arguments if argument.lstrip("+~").startswith(f"{key}=")]
+def parse_overrides(arguments: list[str]) -> list[Override]:
+    """A command line's overrides as Hydra reads them; flags such as -m are not overrides."""
+    try:
+        return OverridesParser.create().parse_overrides([a for a in arguments if not a.startswith("-")])
+    except HydraException as err:
+        raise ConfigError(f"{str(err).splitlines()[0]}; see python train.py --help for the override syntax") from err
+
+
+def override_value(arguments: list[str], key: str) -> Any:
+    """The value the command line gives `key`, typed as Hydra types it (the last one wins), or None."""
+    values = [override.value() for override in parse_overrides(arguments) if override.key_or_group == key]
     return values[-1] if values else None

@@ -12,6 +12,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from emnist_lightning.runs.signals import StopRequests
+
 
 @dataclass(frozen=True)
 class RunContext:
@@ -23,6 +25,7 @@ class RunContext:
     multirun: bool = False
     # This process's overrides: the run's own, except for a resumed run (resume=<dir> and what may change)
     command_overrides: list[str] = field(default_factory=list)
+    stop_requests: StopRequests = field(default_factory=StopRequests, compare=False)
 
     @classmethod
     def from_hydra(cls, cfg: DictConfig) -> RunContext:

@@ -1,4 +1,4 @@
-"""What a run leaves for programs to compare: metrics.json (`RunRecord`) and TensorBoard's HParams.
+"""What a run leaves for programs to compare: metrics.json (`RunRecord`).
 
 RunRecord is the one writer and reader of metrics.json; train, eval, the sweep report and the
 benchmark all go through it.
@@ -13,10 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
 
 from emnist_lightning.runs.context import RunContext
 
@@ -50,7 +47,7 @@ class RunRecord:
     checkpoint: str | None = None  # eval: the checkpoint tested
     history: dict[str, list[float]] = field(default_factory=dict)  # validation metrics per epoch
     seconds: dict[str, list[float]] = field(default_factory=dict)  # per train epoch, val pass, test pass
-    laps: dict[str, float] = field(default_factory=dict)  # where the run's time went (runs/timing.py)
+    laps: dict[str, float] = field(default_factory=dict)  # where the run's time went (training/callbacks.py)
     pictures: dict[str, float] = field(default_factory=dict)  # seconds drawing each figure
     started_at: float | None = None
     finished_at: float | None = None
@@ -108,39 +105,3 @@ def peak_rss_mb() -> float | None:
     except (OSError, StopIteration):
         return None
     return int(line.split()[1]) / 1024
-
-
-def hparams_for_logger(cfg: DictConfig, context: RunContext) -> dict[str, Any]:
-    """Flat scalars for TensorBoard's HParams dashboard: group choices plus the tunable values."""
-    params: dict[str, Any] = {f"choice/{group}": option for group, option in context.choices.items()}
-    for section in ("model", "optimizer", "scheduler", "regularization", "data"):
-        node = cfg.get(section)
-        if node is None:
-            continue
-        flat = flatten(OmegaConf.to_container(node, resolve=True), prefix=section)
-        params.update({k: v for k, v in flat.items() if not k.endswith("_target_") and not k.endswith("_partial_")})
-    params["seed"] = cfg.get("seed")
-    params["trainer.max_epochs"] = cfg.trainer.get("max_epochs")
-    return params
-
-
-def flatten(node: Any, prefix: str) -> dict[str, Any]:
-    if isinstance(node, dict):
-        flat: dict[str, Any] = {}
-        for key, value in node.items():
-            flat.update(flatten(value, f"{prefix}.{key}"))
-        return flat
-    if isinstance(node, (list, tuple)):
-        return {prefix: str(list(node))}
-    return {prefix: node}
-
-
-def log_hparams(trainer: L.Trainer, cfg: DictConfig, context: RunContext, metrics: dict[str, float]) -> None:
-    """Write hyperparameters with their final metrics, for TensorBoard's HParams dashboard."""
-    params = hparams_for_logger(cfg, context)
-    hp_metrics = {f"hparams/{key}": value for key, value in metrics.items() if isinstance(value, float)}
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(params, metrics=hp_metrics)
-        else:
-            logger.log_hyperparams(params)

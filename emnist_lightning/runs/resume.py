@@ -17,17 +17,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.models.checkpoints import read_checkpoint
-from emnist_lightning.runs.config import argument_value
+from emnist_lightning.runs.config import override_value, parse_overrides
 from emnist_lightning.runs.context import RunContext
 
 # Keys a resumed run may set: where the data is, how the process runs, and a longer run.
-RESUMABLE_KEYS = ("trainer.max_epochs", "data.data_dir", "data.download", "num_threads", "reuse_freed_memory")
+RESUMABLE_KEYS = ("trainer.max_epochs", "data.data_dir", "data.download", "num_threads")
 RESUMABLE_PREFIXES = ("callbacks.progress_bar",)
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
-
-
-def override_key(argument: str) -> str:
-    return argument.split("=", 1)[0].lstrip("+~")
 
 
 def is_resumable(key: str) -> bool:
@@ -48,34 +44,35 @@ def resume_arguments(arguments: list[str]) -> list[str]:
     """The command line with `resume=<dir>` turned into what Hydra needs to run in that folder again;
     any other command line is returned as it is. Everything is checked here, before Hydra writes to
     the folder, so a refused resume leaves the run as it was."""
-    run_dir_value = argument_value(arguments, "resume")
+    run_dir_value = override_value(arguments, "resume")
     if run_dir_value is None:
         return arguments
-    run_dir = Path(run_dir_value).expanduser().resolve()
+    if any(argument in ("-m", "--multirun") for argument in arguments):
+        raise ConfigError("resume= continues one run; it cannot be combined with -m")
+    run_dir = Path(str(run_dir_value)).expanduser().resolve()
     check_run_dir(run_dir)
-    others = [argument for argument in arguments if not argument.startswith("resume=")]
-    for argument in others:
-        if argument in ("-m", "--multirun"):
-            raise ConfigError("resume= continues one run; it cannot be combined with -m")
-        if "=" in argument and not is_resumable(override_key(argument)):
+    others = [override for override in parse_overrides(arguments) if override.key_or_group != "resume"]
+    for override in others:
+        if not is_resumable(override.key_or_group):
             raise ConfigError(
-                f"resume= keeps the run's own config, so {override_key(argument)} cannot change; allowed: "
+                f"resume= keeps the run's own config, so {override.key_or_group} cannot change; allowed: "
                 f"{', '.join(RESUMABLE_KEYS + RESUMABLE_PREFIXES)}. Start a new run to change it"
             )
-    epochs = argument_value(others, "trainer.max_epochs")
+    epochs = override_value(arguments, "trainer.max_epochs")
     if epochs is not None:
         check_epochs(int(epochs), OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
     read_checkpoint(run_dir / LAST_CHECKPOINT)  # refuses a checkpoint that is not plain data
-    return [f"resume={run_dir}", *others, f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
+    kept = [argument for argument in arguments if argument.startswith("-")] + [o.input_line for o in others]
+    return [f"resume={run_dir}", *kept, f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
 
 
 def resumed_config(cfg: DictConfig, context: RunContext) -> DictConfig:
     """The stopped run's own config, with the resumable keys this command line gave."""
     run_dir = Path(cfg.resume)
     resumed = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    for argument in context.command_overrides:
-        key = override_key(argument)
-        if key != "resume":
+    for override in parse_overrides(context.command_overrides):
+        if override.key_or_group != "resume":
+            key = override.key_or_group
             OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), merge=False)
     resumed.resume = str(run_dir)
     if resumed.get("search") is not None:  # a search trial continued by hand: its trial has been told already

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import sys
@@ -17,12 +16,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from emnist_lightning.errors import ConfigError, UserError, find_user_error
-from emnist_lightning.runs.callbacks import INTERRUPT_EXIT_CODES, interrupting_signal
-from emnist_lightning.runs.config import argument_value, config_dir
+from emnist_lightning.runs.config import config_dir, override_value
 from emnist_lightning.runs.context import RunContext
-from emnist_lightning.runs.host import configure_host
+from emnist_lightning.runs.host import configure_host, freeze_long_lived_objects
 from emnist_lightning.runs.record import METRICS_FILE, TRAINED_STATUSES, RunRecord
 from emnist_lightning.runs.resume import LAST_CHECKPOINT, requeued
+from emnist_lightning.runs.signals import INTERRUPT_EXIT_CODES
 
 log = logging.getLogger(__name__)
 
@@ -36,28 +35,26 @@ def run_entry_point(
     `prepare_arguments` may rewrite first (as resume= does); a user error there is one line too."""
     arguments = sys.argv[1:]
     with user_errors_end_the_process():
-        if not any(argument.startswith("resume=") for argument in arguments):
-            check_output_location(arguments)
-        arguments = prepare_arguments(arguments) if prepare_arguments else arguments
-    sys.argv = [sys.argv[0], *arguments]
+        prepared = prepare_arguments(arguments) if prepare_arguments else arguments
+        if not any(argument.startswith("resume=") for argument in arguments):  # a resumed run is checked there
+            check_output_location(prepared)
+    sys.argv = [sys.argv[0], *prepared]
 
     @hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)
     def hydra_app(cfg: DictConfig) -> float | None:
         return run_task(task, cfg)
 
     hydra_app()
-    # Everything is written. At exit CPython would search every object for reference cycles, about a
-    # second with torch, Lightning and matplotlib loaded (benchmarks/whole_run.py); frozen objects are
-    # skipped. Files and handlers are closed as usual.
-    gc.freeze()
+    freeze_long_lived_objects(once=False)  # everything is written: the collection at exit would walk it all
 
 
 def check_output_location(arguments: list[str]) -> None:
     """Before Hydra writes anything: the run's folder must not hold a finished run, and its place must be
     writable. Hydra would otherwise overwrite .hydra/ and the log, or fail with a traceback."""
     multirun = "-m" in arguments or "--multirun" in arguments
-    explicit = argument_value(arguments, "hydra.sweep.dir" if multirun else "hydra.run.dir")
-    overwrite = argument_value(arguments, "overwrite") in ("true", "True")
+    given = override_value(arguments, "hydra.sweep.dir" if multirun else "hydra.run.dir")
+    explicit = None if given is None else str(given)
+    overwrite = override_value(arguments, "overwrite") is True
     if explicit and not multirun and not overwrite and not requeued():  # a requeued job continues its run
         record = RunRecord.read(Path(explicit))
         if record is not None and record.status in ("completed", "interrupted"):
@@ -65,7 +62,7 @@ def check_output_location(arguments: list[str]) -> None:
             raise ConfigError(
                 f"hydra.run.dir={explicit} holds a {record.status} run; {advice}, or add overwrite=true to replace it"
             )
-    target = Path(explicit or argument_value(arguments, "paths.log_dir") or "outputs").expanduser().absolute()
+    target = Path(str(explicit or override_value(arguments, "paths.log_dir") or "outputs")).expanduser().absolute()
     existing = next(folder for folder in (target, *target.parents) if folder.exists())
     if not existing.is_dir():
         raise ConfigError(f"cannot write run outputs to '{target}': '{existing}' is a file, not a folder")
@@ -97,14 +94,10 @@ def run_task(task: Task, cfg: DictConfig) -> float | None:
     run as interrupted, with how to resume it, and ends the process."""
     context = RunContext.from_hydra(cfg)
     configure_host(cfg)
-    # The hundreds of thousands of objects that importing torch, Lightning and matplotlib made live as long
-    # as the process: out of the collector's way, a full collection no longer walks them all (about 0.25 s,
-    # several times a run).
-    gc.freeze()
     try:
         return task(cfg, context)
     except BaseException as err:
-        signal_name = interrupting_signal(err)
+        signal_name = context.stop_requests.signal_behind(err)
         if signal_name is not None:
             record_interruption(context, signal_name)
             raise SystemExit(INTERRUPT_EXIT_CODES[signal_name]) from None

@@ -10,7 +10,7 @@ import optuna
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from emnist_lightning.search.study import PRUNED_AT, open_storage, trial_of
+from emnist_lightning.search.study import PRUNED_AT, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +28,13 @@ class TrialReport(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
-            study = optuna.load_study(
-                study_name=self.search.study, storage=open_storage(self.search.storage), pruner=self.pruner
+            storage = open_storage(self.search.storage)
+            study = optuna.load_study(study_name=self.search.study, storage=storage, pruner=self.pruner)
+            # Trial's constructor takes the storage's id of the trial, which the storage looks up by number.
+            study_id = storage.get_study_id_from_name(self.search.study)
+            self.trial = optuna.Trial(
+                study, storage.get_trial_id_from_study_id_trial_number(study_id, int(self.search.trial))
             )
-            # Trial's constructor takes the storage's id of the trial, which FrozenTrial keeps as _trial_id.
-            self.trial = optuna.Trial(study, trial_of(study, int(self.search.trial))._trial_id)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":

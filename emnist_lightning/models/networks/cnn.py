@@ -1,100 +1,36 @@
-"""The two model families as plain `nn.Module`s, by name in `NETWORKS`; `classifier.py` trains them.
-
-Their arguments have no defaults here: the defaults live in conf/model/, in one place.
-"""
+"""The CNN family: conv blocks (two or more conv layers in all), then a fully connected head."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from emnist_lightning.errors import ConfigError
+from emnist_lightning.models.networks.layers import (
+    ACTIVATIONS,
+    IMAGE_SHAPE,
+    check_dropout,
+    make_activation,
+    per_layer,
+)
+from emnist_lightning.models.networks.registry import LayerPicture, NetworkParts, register_network
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "elu": nn.ELU,
-    "selu": nn.SELU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "mish": nn.Mish,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-}
 POOLING: dict[str, type[nn.Module] | None] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d, "none": None}
-IMAGE_SHAPE = (1, 28, 28)
-MIN_MLP_HIDDEN_LAYERS = 3
-MIN_CNN_CONV_LAYERS = 2
+MIN_CONV_LAYERS = 2
 
 
-def make_activation(name: str) -> nn.Module:
-    try:
-        return ACTIVATIONS[name]()
-    except KeyError:
-        raise ConfigError(f"unknown activation '{name}'; choose one of: {', '.join(ACTIVATIONS)}") from None
-
-
-def per_layer(value: float | str | Sequence, count: int, name: str) -> list:
-    """One value per layer: a scalar is repeated, a list must have one entry per layer."""
-    if isinstance(value, (str, int, float)):
-        return [value] * count
-    values = list(value)
-    if len(values) != count:
-        raise ConfigError(
-            f"{name} has {len(values)} entries but the model has {count} layers; give one per layer or a single value"
-        )
-    return values
-
-
-def check_dropout(rates: Sequence[float], name: str) -> None:
-    for rate in rates:
-        if not 0.0 <= rate < 1.0:
-            raise ConfigError(f"{name}={rate} must be in [0, 1)")
-
-
-class MLP(nn.Sequential):
-    """Flatten -> [Linear -> (BatchNorm) -> activation -> (Dropout)] per hidden layer -> Linear."""
-
-    def __init__(
-        self,
-        *,
-        hidden_dims: Sequence[int],
-        activation: str,
-        batch_norm: bool,
-        dropout: float | Sequence[float],
-        num_classes: int,
-    ) -> None:
-        hidden_dims = list(hidden_dims)
-        if len(hidden_dims) < MIN_MLP_HIDDEN_LAYERS:
-            raise ConfigError(
-                f"model.hidden_dims={hidden_dims} has {len(hidden_dims)} hidden layers; the MLP "
-                f"family needs at least {MIN_MLP_HIDDEN_LAYERS}, e.g. [512,256,128]"
-            )
-        rates = per_layer(dropout, len(hidden_dims), "model.dropout")
-        check_dropout(rates, "model.dropout")
-        layers: list[nn.Module] = [nn.Flatten()]
-        in_features = IMAGE_SHAPE[1] * IMAGE_SHAPE[2]
-        for width, rate in zip(hidden_dims, rates, strict=True):
-            # A bias before batch norm is redundant: BN's shift replaces it.
-            layers.append(nn.Linear(in_features, width, bias=not batch_norm))
-            if batch_norm:
-                layers.append(nn.BatchNorm1d(width))
-            layers.append(make_activation(activation))
-            if rate > 0:
-                layers.append(nn.Dropout(rate))
-            in_features = width
-        layers.append(nn.Linear(in_features, num_classes))
-        super().__init__(*layers)
-
-
-class CNN(nn.Module):
+@register_network("cnn")
+class CNN(nn.Module, NetworkParts):
     """Conv blocks [(Conv -> (BatchNorm) -> activation) x convs_per_block -> (pool) -> (Dropout2d)],
     then an MLP head. Two convs of 3x3 per block see as far as one 5x5 with fewer weights (VGG).
 
     channels_last runs the convolutions in NHWC layout, which oneDNN CPU kernels and tensor cores prefer.
     """
+
+    keys_added_later = {"convs_per_block": 1}  # noqa: RUF012 (read-only)
 
     def __init__(
         self,
@@ -113,11 +49,11 @@ class CNN(nn.Module):
     ) -> None:
         super().__init__()
         channels = list(channels)
-        if convs_per_block < 1 or len(channels) * convs_per_block < MIN_CNN_CONV_LAYERS:
+        if convs_per_block < 1 or len(channels) * convs_per_block < MIN_CONV_LAYERS:
             raise ConfigError(
                 f"model.channels={channels} with model.convs_per_block={convs_per_block} makes "
                 f"{len(channels) * convs_per_block} conv layers; the CNN family needs at least "
-                f"{MIN_CNN_CONV_LAYERS}, e.g. channels=[32,64] convs_per_block=1"
+                f"{MIN_CONV_LAYERS}, e.g. channels=[32,64] convs_per_block=1"
             )
         kernels = per_layer(kernel_size, len(channels), "model.kernel_size")
         pools = per_layer(pooling, len(channels), "model.pooling")
@@ -172,18 +108,19 @@ class CNN(nn.Module):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.head(self.features(images))
 
+    def first_layer_picture(self, limit: int) -> LayerPicture:
+        first_conv = next(m for m in self.features if isinstance(m, nn.Conv2d))
+        filters = first_conv.weight.detach().float().cpu()[:, 0].numpy()
+        return LayerPicture("filters", filters, f"First conv layer: {len(filters)} filters")
 
-NETWORKS: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": CNN}
-
-
-def build_network(name: str, num_classes: int, **arguments: object) -> nn.Module:
-    """The network called `name` in `NETWORKS`, built from its config keys."""
-    if name not in NETWORKS:
-        raise ConfigError(f"model.network='{name}' is unknown; choose one of: {', '.join(NETWORKS)}")
-    try:
-        return NETWORKS[name](num_classes=num_classes, **arguments)
-    except TypeError as err:  # a missing or unknown key: "MLP.__init__() got an unexpected keyword ..."
-        reason = str(err).split("() ", 1)[-1]
-        raise ConfigError(
-            f"model (network {name}): {reason}; the keys of conf/model/{name}.yaml are the valid ones"
-        ) from err
+    @torch.no_grad()
+    def feature_maps(self, image: torch.Tensor) -> list[np.ndarray]:
+        """The activations after every conv layer."""
+        if self.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        maps, features = [], image
+        for layer in self.features:
+            features = layer(features)
+            if isinstance(layer, tuple(ACTIVATIONS.values())):
+                maps.append(features[0].float().cpu().numpy())
+        return maps

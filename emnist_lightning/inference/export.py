@@ -1,4 +1,4 @@
-"""`python -m emnist_lightning.export ckpt_path=... format=onnx|torchscript`: a model other programs can run.
+"""Exporting a checkpoint as a model other programs can run: ONNX or TorchScript (`EXPORTERS`).
 
 The exported model takes raw upright 28x28 pixels in [0, 1], float32 (N, 1, 28, 28) with any N, and
 returns logits over the 47 classes; the training run's normalisation is inside the graph. Beside it,
@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
 
 from emnist_lightning.data import BALANCED_CLASSES
 from emnist_lightning.errors import ConfigError
@@ -26,8 +25,6 @@ from emnist_lightning.inference.models import (
     quiet_torchscript_deprecation,
     write_classes,
 )
-from emnist_lightning.runs.context import RunContext
-from emnist_lightning.runs.task import run_entry_point
 
 log = logging.getLogger(__name__)
 MODEL_STEM = "model"
@@ -63,20 +60,19 @@ def export_torchscript(model: PixelClassifier, path: Path) -> None:
 EXPORTERS = {"onnx": export_onnx, "torchscript": export_torchscript}
 
 
-def export(cfg: DictConfig, context: RunContext) -> float:
-    if not cfg.get("ckpt_path"):
-        raise ConfigError("no checkpoint given: pass ckpt_path= a checkpoint written by train.py")
-    if cfg.format not in EXPORTERS:
-        raise ConfigError(f"format={cfg.format} is not one of {', '.join(EXPORTERS)}")
-    model = load_pixel_classifier(cfg.ckpt_path)
-    path = context.output_dir / f"{MODEL_STEM}{EXPORT_SUFFIXES[cfg.format]}"
-    details = {"input": INPUT_NAME, "output": OUTPUT_NAME, "checkpoint": str(cfg.ckpt_path)}
+def export(ckpt_path: str | Path, format: str, output_dir: Path, seed: int) -> tuple[Path, float]:
+    """Write the checkpoint's model as `format` and model.json into `output_dir`; returns the model's file
+    and the largest logit difference from PyTorch on a check batch drawn with `seed`."""
+    if format not in EXPORTERS:
+        raise ConfigError(f"format={format} is not one of {', '.join(EXPORTERS)}")
+    model = load_pixel_classifier(ckpt_path)
+    path = output_dir / f"{MODEL_STEM}{EXPORT_SUFFIXES[format]}"
+    details = {"input": INPUT_NAME, "output": OUTPUT_NAME, "checkpoint": str(ckpt_path)}
     write_classes(path, BALANCED_CLASSES, **details)  # before the check: loading the exported model reads it
-    EXPORTERS[cfg.format](model, path)
-    difference = largest_logit_difference(model, path, torch.Generator().manual_seed(cfg.seed))
+    EXPORTERS[format](model, path)
+    difference = largest_logit_difference(model, path, torch.Generator().manual_seed(seed))
     write_classes(path, BALANCED_CLASSES, **details, max_abs_logit_difference=difference)
-    log.info("wrote %s (largest logit difference from PyTorch on a random batch: %.2e)", path, difference)
-    return difference
+    return path, difference
 
 
 def largest_logit_difference(model: PixelClassifier, path: Path, generator: torch.Generator) -> float:
@@ -87,11 +83,3 @@ def largest_logit_difference(model: PixelClassifier, path: Path, generator: torc
         expected = model(pixels)
     exported = open_predictor(path).logits(pixels)
     return float((expected - exported).abs().max())
-
-
-def main() -> None:
-    run_entry_point("export", export)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,25 +1,21 @@
-"""Lightning callbacks that turn a run into pictures: PNG files and TensorBoard images."""
+"""Lightning callbacks that turn a run into pictures: PNG files and TensorBoard images. They gather what
+to draw from the run; the drawing is pictures/'s."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
-from torch import nn
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from emnist_lightning.models.classifier import TestStepOutput
-from emnist_lightning.models.networks import ACTIVATIONS, CNN, MLP
 from emnist_lightning.pictures import analysis, plots
-from emnist_lightning.pictures.painter import shared_painter
 from emnist_lightning.pictures.sink import FigureSink
-from emnist_lightning.pictures.test_report import TestOutputs, TestReportSettings, write_test_report
+from emnist_lightning.pictures.test_figures import TestFigureSettings, TestOutputs, write_test_figures
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +24,22 @@ def tensorboard_loggers(trainer: L.Trainer) -> list[TensorBoardLogger]:
     return [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
 
 
-def trainer_sink(trainer: L.Trainer, output_dir: Path) -> FigureSink:
-    """Figures as PNGs in `output_dir` and as images in each of the run's TensorBoard logs."""
-    writers = [logger.experiment for logger in tensorboard_loggers(trainer)]
-    return FigureSink(output_dir, writers, trainer.global_step)
+class FigureCallback(L.Callback):
+    """A callback that draws figures into `output_dir`; `figure_seconds` is what each took (metrics.json)."""
+
+    def __init__(self, output_dir: str | Path) -> None:
+        self.output_dir = Path(output_dir)
+        self.sinks: list[FigureSink] = []
+
+    def sink(self, trainer: L.Trainer) -> FigureSink:
+        """Figures as PNGs in `output_dir` and as images in each of the run's TensorBoard logs."""
+        writers = [logger.experiment for logger in tensorboard_loggers(trainer)]
+        self.sinks.append(FigureSink(self.output_dir, writers, trainer.global_step))
+        return self.sinks[-1]
+
+    @property
+    def figure_seconds(self) -> dict[str, float]:
+        return {name: seconds for sink in self.sinks for name, seconds in sink.seconds.items()}
 
 
 def gathered(part: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -45,12 +53,12 @@ def display_images(images: torch.Tensor) -> torch.Tensor:
     return images.detach().float().cpu().squeeze(1)
 
 
-class DatasetSamples(L.Callback):
+class DatasetSamples(FigureCallback):
     """At the start of training: a grid of random training images per class and, when training batches
     are augmented, one image per class above augmented views of it; as PNGs and in TensorBoard."""
 
-    def __init__(self, output_dir: str | Path, per_class: int = 4, augmented_views: int = 5, seed: int = 0) -> None:
-        self.output_dir = Path(output_dir)
+    def __init__(self, output_dir: str | Path, per_class: int, augmented_views: int, seed: int) -> None:
+        super().__init__(output_dir)
         self.per_class = per_class
         self.augmented_views = augmented_views
         self.seed = seed
@@ -64,7 +72,7 @@ class DatasetSamples(L.Callback):
         samples = analysis.samples_per_class(
             train.images.cpu(), train.labels.cpu(), self.per_class, datamodule.num_classes, self.seed
         )
-        sink, classes = trainer_sink(trainer, self.output_dir), list(datamodule.classes)
+        sink, classes = self.sink(trainer), list(datamodule.classes)
         jobs = [sink.job("dataset_samples.png", "data/samples", plots.class_samples_figure, samples, classes)]
         if datamodule.augment is not None:
             views = analysis.augmented_views(samples[:, 0], datamodule.augment, self.augmented_views, self.seed)
@@ -74,7 +82,7 @@ class DatasetSamples(L.Callback):
         sink.publish(jobs)
 
 
-class TestStepCallback(L.Callback):
+class TestStepCallback(FigureCallback):
     """A callback that reads what each `test_step` returned, through `collect`."""
 
     def collect(self, outputs: TestStepOutput, batch_idx: int) -> None:
@@ -93,11 +101,11 @@ class TestStepCallback(L.Callback):
 
 
 class TestDiagnostics(TestStepCallback):
-    """Gathers the test pass's predictions, then writes the test report (`test_report.py`)."""
+    """Gathers the test pass's predictions, then writes the test figures (pictures/test_figures.py)."""
 
     def __init__(self, output_dir: str | Path, **settings: Any) -> None:
-        self.output_dir = Path(output_dir)
-        self.settings = TestReportSettings(**settings)
+        super().__init__(output_dir)
+        self.settings = TestFigureSettings(**settings)
         self.batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.outputs: TestOutputs | None = None
 
@@ -115,18 +123,17 @@ class TestDiagnostics(TestStepCallback):
         if not trainer.is_global_zero:
             return
         self.outputs = TestOutputs(*parts)
-        write_test_report(
-            self.outputs, trainer.datamodule.classes, trainer_sink(trainer, self.output_dir), self.settings
-        )
+        write_test_figures(self.outputs, trainer.datamodule.classes, self.sink(trainer), self.settings)
         log.info("Saved test diagnostics in %s", self.output_dir)
 
 
 class ModelPictures(TestStepCallback):
-    """After testing: what the network learned. CNN: first-layer filters and the feature maps of
-    one test image per conv block. MLP: first-layer weights of the strongest units as 28x28 images."""
+    """After testing: what the network learned, as its family draws it (networks/registry.py:
+    NetworkParts): its first layer's weights, and the feature maps of one test image after each stage."""
 
-    def __init__(self, output_dir: str | Path, units: int = 32, channels: int = 8) -> None:
-        self.output_dir, self.units, self.channels = Path(output_dir), units, channels
+    def __init__(self, output_dir: str | Path, units: int, channels: int) -> None:
+        super().__init__(output_dir)
+        self.units, self.channels = units, channels
         self.first_image: torch.Tensor | None = None
 
     def collect(self, outputs: TestStepOutput, batch_idx: int) -> None:
@@ -136,40 +143,16 @@ class ModelPictures(TestStepCallback):
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        network, sink = pl_module.network, trainer_sink(trainer, self.output_dir)
-        if isinstance(network, CNN) and self.first_image is not None:
-            self._cnn(sink, network, self.first_image)
-        elif isinstance(network, MLP):
-            first = next(m for m in network.modules() if isinstance(m, nn.Linear)).weight.detach().float().cpu()
-            strongest = first.norm(dim=1).argsort(descending=True)[: self.units]
-            title = f"First-layer weights of the {len(strongest)} strongest units"
-            weights = first[strongest].reshape(-1, 28, 28).numpy()
-            sink.publish([sink.job("model_first_layer.png", "model/first_layer", plots.filters_figure, weights, title)])
-
-    @torch.no_grad()
-    def _cnn(self, sink: FigureSink, network: CNN, image: torch.Tensor) -> None:
-        first_conv = next(m for m in network.features if isinstance(m, nn.Conv2d))
-        filters = first_conv.weight.detach().float().cpu()[:, 0].numpy()
-        title = f"First conv layer: {len(filters)} filters"
-        jobs = [sink.job("model_filters.png", "model/filters", plots.filters_figure, filters, title)]
-        if network.channels_last:
-            image = image.contiguous(memory_format=torch.channels_last)
-        maps, features = [], image
-        for layer in network.features:
-            features = layer(features)
-            if isinstance(layer, tuple(ACTIVATIONS.values())):
-                maps.append(features[0].float().cpu().numpy())
-        draw, first_image = plots.feature_maps_figure, image[0, 0].float().cpu().numpy()
-        jobs.append(sink.job("feature_maps.png", "model/feature_maps", draw, first_image, maps, self.channels))
+        network, sink, jobs = pl_module.network, self.sink(trainer), []
+        first_layer = network.first_layer_picture(self.units)
+        if first_layer is not None:
+            name, draw = first_layer.name, plots.filters_figure
+            jobs.append(sink.job(f"model_{name}.png", f"model/{name}", draw, first_layer.images, first_layer.title))
+        maps = network.feature_maps(self.first_image) if self.first_image is not None else []
+        if maps:
+            image, draw = self.first_image[0, 0].float().cpu().numpy(), plots.feature_maps_figure
+            jobs.append(sink.job("feature_maps.png", "model/feature_maps", draw, image, maps, self.channels))
         sink.publish(jobs)
-
-
-def warm_up_painter(callbacks: Sequence[L.Callback]) -> None:
-    """Start the picture helper process (painter.py) now if these callbacks will draw in this process,
-    so that its imports overlap the run's own single-threaded set-up instead of its training."""
-    drawing = (DatasetSamples, TestDiagnostics, ModelPictures)
-    if rank_zero_only.rank == 0 and any(isinstance(callback, drawing) for callback in callbacks):
-        shared_painter()
 
 
 class ParameterHistograms(L.Callback):

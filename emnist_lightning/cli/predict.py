@@ -1,4 +1,4 @@
-"""`python predict.py ckpt_path=... inputs=<file, folder or glob>`: read your own handwriting.
+"""`python predict.py ckpt_path=... inputs=<file, folder or glob>`: read your own handwriting (conf/predict.yaml).
 
 Each image goes through EMNIST's conversion (inference/images.py) and is classified by a train.py
 checkpoint or an exported .onnx/.pt model. Prints a table and writes predictions.json, predictions.csv and
@@ -9,19 +9,17 @@ are reported one line each; the others are still predicted, and the exit status 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from omegaconf import DictConfig
 
 from emnist_lightning.errors import ConfigError
-from emnist_lightning.inference.images import InputError, Sample, find_inputs, read_samples
+from emnist_lightning.inference.images import find_inputs, read_all
 from emnist_lightning.inference.models import open_predictor
-from emnist_lightning.inference.results import Prediction, predict_samples, table_lines, write_predictions
+from emnist_lightning.inference.results import predict_samples, table_lines, write_predictions, write_sheet
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.task import fail, run_entry_point
 
 log = logging.getLogger(__name__)
-SHEET_FILE = "predictions.png"
 
 
 def predict(cfg: DictConfig, context: RunContext) -> float:
@@ -36,41 +34,11 @@ def predict(cfg: DictConfig, context: RunContext) -> float:
     print("\n".join(table_lines(predictions, words=bool(settings.segment))))
     written = write_predictions(predictions, failures, context.output_dir)
     if predictions:
-        written.append(draw_sheet(predictions[: settings.sheet_limit], context))
+        written.append(write_sheet(predictions[: settings.sheet_limit], context.output_dir / "predictions.png"))
     log.info("%d predicted, %d failed; wrote %s", len(predictions), len(failures), ", ".join(map(str, written)))
     if failures:
         fail(f"{len(failures)} of {len(failures) + len(samples)} inputs could not be predicted (listed above)")
     return float(len(predictions))
-
-
-def read_all(paths: list[Path], segment: bool) -> tuple[list[Sample], dict[str, str]]:
-    """Every readable sample, and one line for each file that is not."""
-    samples, failures = [], {}
-    for path in paths:
-        try:
-            samples.extend(read_samples(path, segment))
-        except InputError as err:
-            print(f"skipped: {err}")
-            failures[str(path)] = str(err)
-    return samples, failures
-
-
-def draw_sheet(predictions: list[Prediction], context: RunContext) -> Path:
-    from emnist_lightning.pictures import plots  # matplotlib only when there is something to draw
-
-    readings = [
-        "  ".join(f"{char} {value:.0%}" for char, value in p.top[0][:3]) if len(p.top) == 1 else p.text
-        for p in predictions
-    ]
-    path = context.output_dir / SHEET_FILE
-    figure = plots.predictions_sheet_figure(
-        [p.sample.picture for p in predictions],
-        [p.sample.views[:, 0].numpy() for p in predictions],
-        [p.sample.name for p in predictions],
-        readings,
-    )
-    plots.save_figure(figure, path)
-    return path
 
 
 def main() -> None:

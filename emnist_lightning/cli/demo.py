@@ -1,4 +1,5 @@
-"""`python -m emnist_lightning.demo ckpt_path=...`: a page to draw on, served on http://127.0.0.1:8000.
+"""`python -m emnist_lightning.cli.demo ckpt_path=...` (or `emnist-demo`): a page to draw on, served on
+http://127.0.0.1:8000 (conf/demo.yaml).
 
 It shows, as you draw, the model's top characters with probability bars and the 28x28 image the model
 sees, made by the same conversion as predict.py. Ctrl-C stops it.

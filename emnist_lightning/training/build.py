@@ -17,14 +17,22 @@ from omegaconf import DictConfig
 
 from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.models import EMNISTClassifier
-from emnist_lightning.runs.callbacks import EpochTimer, GracefulStop, LapClock, MetricHistory, RandomState
+from emnist_lightning.runs.context import RunContext
+from emnist_lightning.training.callbacks import (
+    EpochTimer,
+    GracefulStop,
+    LapClock,
+    MetricHistory,
+    RandomState,
+    Stopwatch,
+)
 
 if TYPE_CHECKING:
     from emnist_lightning.search.pruning import TrialReport
 
 
 def build_datamodule(cfg: DictConfig) -> EMNISTDataModule:
-    augment = cfg.get("augment")  # training batches only; eval.py composes none
+    augment = cfg.get("augment")  # training batches only; evaluate.py composes none
     return instantiate(cfg.data, augment=instantiate(augment) if augment else None)
 
 
@@ -58,10 +66,10 @@ class TrainingCallbacks:
     all: list[L.Callback]
 
 
-def build_training_callbacks(cfg: DictConfig) -> TrainingCallbacks:
+def build_training_callbacks(cfg: DictConfig, context: RunContext, stopwatch: Stopwatch) -> TrainingCallbacks:
     history, timer = MetricHistory(), EpochTimer()
     # The timer runs first, so a pass's time excludes the figures other callbacks draw after it.
-    bookkeeping = [timer, history, LapClock(), RandomState(), GracefulStop()]
+    bookkeeping = [timer, history, LapClock(stopwatch), RandomState(), GracefulStop(context.stop_requests)]
     averaging = [instantiate(cfg.weight_averaging)] if cfg.get("weight_averaging") else []
     trial = None
     search = cfg.get("search")

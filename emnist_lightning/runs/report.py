@@ -1,4 +1,4 @@
-"""`python -m emnist_lightning.report <sweep dir>`: compare the jobs of a sweep.
+"""The sweep report: compare the jobs of a sweep (`emnist-report <sweep dir>`, cli/report.py).
 
 Reads every job's metrics.json and .hydra/overrides.yaml under the sweep dir (jobs still running
 are counted, not shown) and writes results.csv, results.md and PNG plots next to them.
@@ -6,17 +6,19 @@ are counted, not shown) and writes results.csv, results.md and PNG plots next to
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
+from hydra.core.override_parser.types import Override
 from rich.console import Console
 from rich.table import Table
 
+from emnist_lightning.errors import ConfigError
 from emnist_lightning.pictures import plots
+from emnist_lightning.runs.config import parse_overrides
 from emnist_lightning.runs.record import TRAINED_STATUSES, RunRecord
 
 SWEEP_DIR_HINT = "pass a sweep dir such as outputs/train/multiruns/<time>, or a folder of runs (outputs/train/runs)"
@@ -44,11 +46,14 @@ def job_sort_key(path: Path) -> tuple[int, str]:
 
 
 def read_overrides(job_dir: Path) -> dict[str, Any]:
-    """{'optimizer': 'adam', 'model.dropout': '0.2', ...} from the job's command-line overrides; a search
+    """{'optimizer': 'adam', 'model.dropout': 0.2, ...} from the job's command-line overrides; a search
     trial's number as 'trial' (where it reported to is the same for all trials)."""
     entries = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
-    pairs = (entry.lstrip("+~").split("=", 1) for entry in entries)
-    overrides = {key: typed(value) for key, value in (p for p in pairs if len(p) == 2)}
+    overrides = {
+        override.key_or_group: table_value(override)
+        for override in parse_overrides(entries)
+        if not override.is_delete()
+    }
     trial = overrides.pop("search.trial", None)
     for key in SEARCH_KEYS:
         overrides.pop(key, None)
@@ -118,16 +123,12 @@ def format_cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def typed(value: str) -> Any:
-    """An override's value as a number where it is one (searched values have many digits to shorten)."""
-    try:
-        return int(value)
-    except ValueError:
-        pass
-    try:
-        return float(value)
-    except ValueError:
-        return value
+def table_value(override: Override) -> Any:
+    """An override's value for the table: a number as a number (searched values have many digits to
+    shorten), anything else as the command line wrote it."""
+    value = override.value()
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return value if is_number else override.get_value_element_as_str()
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -170,7 +171,7 @@ def report(sweep_dir: Path, quiet: bool = False) -> pd.DataFrame:
     """Write results.csv, results.md and plots into `sweep_dir`; return the table."""
     frame, varied, running = collect(sweep_dir)
     if frame.empty:
-        raise SystemExit(f"error: no finished jobs under '{sweep_dir}' ({running} running); {SWEEP_DIR_HINT}")
+        raise ConfigError(f"no finished jobs under '{sweep_dir}' ({running} running); {SWEEP_DIR_HINT}")
     table = frame[table_columns(varied)]
     table.to_csv(sweep_dir / "results.csv", index=False)
     title = f"{sweep_dir}: {len(frame)} finished jobs" + (f", {running} still running" if running else "")
@@ -180,17 +181,3 @@ def report(sweep_dir: Path, quiet: bool = False) -> pd.DataFrame:
         print_table(table.drop(columns="error") if not table["error"].astype(bool).any() else table, title)
         print(f"wrote {sweep_dir / 'results.csv'}, results.md, " + ", ".join(p.name for p in pictures))
     return table
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a multirun dir, e.g. outputs/train/multiruns/<time>")
-    parser.add_argument("--quiet", action="store_true", help="write the files without printing the table")
-    args = parser.parse_args(argv)
-    if not args.sweep_dir.is_dir():
-        raise SystemExit(f"error: '{args.sweep_dir}' is not a folder; {SWEEP_DIR_HINT}")
-    report(args.sweep_dir, quiet=args.quiet)
-
-
-if __name__ == "__main__":
-    main()

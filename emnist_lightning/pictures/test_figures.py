@@ -1,7 +1,7 @@
 """A test pass's predictions turned into files and TensorBoard images: confusion matrices,
 per-class metrics, confused pairs, galleries and a reliability diagram.
 
-`write_test_report` is a plain function of the predictions, so it runs (and is tested) without a Trainer.
+`write_test_figures` is a plain function of the predictions, so it runs (and is tested) without a Trainer.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from emnist_lightning.models.metrics import CALIBRATION_BINS, calibration_error
 from emnist_lightning.pictures import analysis, plots
-from emnist_lightning.pictures.painter import FigureJob
-from emnist_lightning.pictures.sink import FigureSink
+from emnist_lightning.pictures.sink import FigureJob, FigureSink
 
 PREDICTION_GRID_SIZE = 48
 
@@ -42,16 +42,17 @@ class TestOutputs:
 
 
 @dataclass(frozen=True)
-class TestReportSettings:
-    hide_diagonal: bool = True  # the row-normalised matrix hides correct predictions so confusions stand out
-    top_pairs: int = 10
-    examples_per_pair: int = 8
-    gallery_size: int = 40
-    calibration_bins: int = 15
+class TestFigureSettings:
+    """What the figures show; the values are conf/callbacks/default.yaml's (test_diagnostics)."""
+
+    hide_diagonal: bool  # the row-normalised matrix hides correct predictions so confusions stand out
+    top_pairs: int
+    examples_per_pair: int
+    gallery_size: int
 
 
-def write_test_report(
-    outputs: TestOutputs, classes: Sequence[str], sink: FigureSink, settings: TestReportSettings = TestReportSettings()
+def write_test_figures(
+    outputs: TestOutputs, classes: Sequence[str], sink: FigureSink, settings: TestFigureSettings
 ) -> list[Path]:
     """Write the CSV tables and figures of a test pass; returns the files written."""
     classes = list(classes)
@@ -62,10 +63,10 @@ def write_test_report(
         *per_class_files(outputs, classes, sink),
         *confused_pair_files(outputs, confusion, classes, sink, settings),
         *gallery_files(outputs, classes, sink, settings.gallery_size),
-        reliability_file(outputs, sink, settings.calibration_bins),
+        reliability_file(outputs, sink),
     ]
     tables = [item for item in written if isinstance(item, Path)]
-    return tables + sink.publish([item for item in written if isinstance(item, FigureJob)])  # longest first
+    return tables + sink.publish([item for item in written if isinstance(item, FigureJob)])
 
 
 # What each part below returns: the tables it wrote and the jobs that draw its figures (drawn together).
@@ -97,7 +98,7 @@ def per_class_files(outputs: TestOutputs, classes: list[str], sink: FigureSink) 
 
 
 def confused_pair_files(
-    outputs: TestOutputs, confusion: np.ndarray, classes: list[str], sink: FigureSink, settings: TestReportSettings
+    outputs: TestOutputs, confusion: np.ndarray, classes: list[str], sink: FigureSink, settings: TestFigureSettings
 ) -> list[Written]:
     pairs = analysis.most_confused_pairs(confusion, settings.top_pairs)
     rows = [{"true": classes[t], "predicted": classes[p], "count": n} for t, p, n in pairs]
@@ -131,8 +132,9 @@ def gallery_files(outputs: TestOutputs, classes: list[str], sink: FigureSink, ga
     return [grid, mistakes]
 
 
-def reliability_file(outputs: TestOutputs, sink: FigureSink, bins: int) -> FigureJob:
-    ece = analysis.expected_calibration_error(outputs.probabilities, outputs.labels, bins)
+def reliability_file(outputs: TestOutputs, sink: FigureSink) -> FigureJob:
+    bins = CALIBRATION_BINS
+    ece = calibration_error(outputs.probabilities, outputs.labels, bins)
     correct = (outputs.predictions == outputs.labels).numpy()
     return sink.job(
         "reliability.png", "test/reliability", plots.reliability_figure, outputs.confidence.numpy(), correct, bins, ece

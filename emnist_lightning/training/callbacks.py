@@ -9,6 +9,7 @@ import random
 import signal
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,8 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from emnist_lightning.runs import timing
+from emnist_lightning.runs.signals import StopRequests
 
 log = logging.getLogger(__name__)
 
@@ -89,19 +89,37 @@ class EpochTimer(L.Callback):
         self._stop("test", pl_module)
 
 
+@dataclass
+class Stopwatch:
+    """Where a training run's wall time goes, for metrics.json and the whole-run benchmark: consecutive
+    laps (building the objects, loading the data, training, the best checkpoint's passes)."""
+
+    laps: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    def lap(self, name: str) -> None:
+        """Close the current lap as `name` (laps of one name add up) and start the next."""
+        now = time.perf_counter()
+        self.laps[name] = round(self.laps.get(name, 0.0) + now - self.started, 3)
+        self.started = now
+
+
 class LapClock(L.Callback):
-    """Closes train.py's laps (runs/timing.py) inside `fit`: loading the data, what comes before the
-    first step (optimizers, the dataset pictures, the sanity check), and the training epochs."""
+    """Closes the run's laps inside `fit`: loading the data, what comes before the first step
+    (optimizers, the dataset pictures, the sanity check), and the training epochs."""
+
+    def __init__(self, stopwatch: Stopwatch) -> None:
+        self.stopwatch = stopwatch
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":  # called after the data module's setup
-            timing.lap("data")
+            self.stopwatch.lap("data")
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        timing.lap("before training")
+        self.stopwatch.lap("before training")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        timing.lap("training epochs")
+        self.stopwatch.lap("training epochs")
 
 
 class RandomState(L.Callback):
@@ -128,18 +146,6 @@ class RandomState(L.Callback):
             torch.cuda.set_rng_state_all(state_dict["cuda"])
 
 
-# Exit statuses of a process stopped by a signal, as shells report them (128 + signal number).
-INTERRUPT_EXIT_CODES = {"SIGINT": 128 + signal.SIGINT, "SIGTERM": 128 + signal.SIGTERM}
-_ctrl_c_pressed = threading.Event()
-
-
-def interrupting_signal(error: BaseException) -> str | None:
-    """'SIGINT' or 'SIGTERM' when `error` is a clean stop on that signal, else None."""
-    if not isinstance(error, SIGTERMException):
-        return None
-    return "SIGINT" if _ctrl_c_pressed.is_set() else "SIGTERM"
-
-
 def last_checkpoint_path(trainer: L.Trainer) -> Path:
     """Where the run keeps last.ckpt: beside its best checkpoint, else in <root>/checkpoints."""
     callback = trainer.checkpoint_callback
@@ -151,9 +157,13 @@ def last_checkpoint_path(trainer: L.Trainer) -> Path:
 class GracefulStop(L.Callback):
     """SIGTERM, what a cluster sends before preemption, makes Lightning stop after the current step,
     once its logs are written; the first Ctrl-C is turned into that same SIGTERM, and a second one stops
-    at once. Either way last.ckpt is saved before the stop leaves `fit`, so the run can be resumed."""
+    at once. Either way last.ckpt is saved before the stop leaves `fit`, so the run can be resumed.
 
-    def __init__(self) -> None:
+    (Lightning's OnExceptionCheckpoint saves on any error, where a diverged run would overwrite the last
+    good last.ckpt, and its teardown deletes the file it names at the end of every fit.)"""
+
+    def __init__(self, requests: StopRequests) -> None:
+        self.requests = requests
         self._previous_handler: Any = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -161,15 +171,15 @@ class GracefulStop(L.Callback):
             self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
-        if _ctrl_c_pressed.is_set():
+        if self.requests.ctrl_c.is_set():
             raise KeyboardInterrupt
-        _ctrl_c_pressed.set()
+        self.requests.ctrl_c.set()
         log.warning("Ctrl-C: stopping after this step and saving last.ckpt (press Ctrl-C again to stop at once)")
         os.kill(os.getpid(), signal.SIGTERM)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore_handler()
-        if interrupting_signal(exception) is not None:
+        if self.requests.signal_behind(exception) is not None:
             path = last_checkpoint_path(trainer)
             trainer.save_checkpoint(path)
             log.info("Saved %s", path)

@@ -1,0 +1,192 @@
+"""A training run from top to bottom: config -> assembled run -> fit -> the best checkpoint validated and
+tested -> record. Resuming (runs/resume.py) and a search trial's pruning (search/pruning.py) plug in here.
+Also the evaluation of a checkpoint, which is the last two steps alone."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+from omegaconf import DictConfig, open_dict
+
+from emnist_lightning.errors import ConfigError
+from emnist_lightning.models import load_classifier
+from emnist_lightning.runs import resume
+from emnist_lightning.runs.context import RunContext
+from emnist_lightning.runs.record import RunRecord, stage_metrics
+from emnist_lightning.training import build
+from emnist_lightning.training.callbacks import Stopwatch, early_stop_reason
+from emnist_lightning.training.hparams import log_hparams
+from emnist_lightning.training.pictures import FigureCallback
+
+log = logging.getLogger(__name__)
+MAX_TEST_TIME_SHIFT = 2
+
+
+def train(cfg: DictConfig, context: RunContext) -> RunRecord:
+    """Fit (or continue fitting, with resume= or as a requeued SLURM job), then evaluate the best checkpoint
+    on validation and test; returns what metrics.json records."""
+    stopwatch = Stopwatch()
+    cfg, resume_from = starting_point(cfg, context)
+    check_run_length(cfg.trainer)
+    check_process_launch(cfg.trainer, context)
+    L.seed_everything(cfg.seed, workers=True)
+    callbacks = build.build_training_callbacks(cfg, context, stopwatch)
+    datamodule, model = build.build_datamodule(cfg), build.build_model(cfg)
+    trainer = build.build_trainer(cfg, callbacks.all)
+    stopwatch.lap("build")
+
+    started_at = time.time()
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    stopwatch.lap("after training")
+    # Copies: validating and testing the best checkpoint below restore its callback states, which end at
+    # its epoch.
+    fitted = {
+        "epochs": trainer.current_epoch,
+        "fit_seconds": round(time.time() - started_at, 2),
+        "params": model.num_parameters,
+        "history": copy.deepcopy(callbacks.history.history),
+        "seconds": copy.deepcopy(callbacks.timer.seconds),
+        "started_at": started_at,
+        "laps": stopwatch.laps,
+    }
+    if callbacks.trial is not None and callbacks.trial.pruned_at is not None:
+        return record_pruned_trial(context, callbacks.trial.pruned_at, fitted | figure_seconds(callbacks.all))
+
+    checkpoint = trainer.checkpoint_callback
+    # Without a checkpoint callback (callbacks.model_checkpoint=null) the final weights are evaluated.
+    best = checkpoint.best_model_path or None if isinstance(checkpoint, ModelCheckpoint) else None
+    metrics = stage_metrics(
+        trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True), "val"
+    )
+    stopwatch.lap("validate best")
+    metrics |= stage_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True), "test")
+    stopwatch.lap("test best")
+    fitted["seconds"]["test"] = callbacks.timer.seconds["test"]
+
+    log_hparams(trainer, cfg, context, metrics)
+    stopwatch.lap("hparams")
+    record = RunRecord.of_run(
+        context,
+        "fast_dev_run" if cfg.trainer.get("fast_dev_run") else "completed",
+        **metrics,
+        **fitted,
+        **figure_seconds(callbacks.all),
+        best_checkpoint=best,
+        stopped_early=early_stop_reason(trainer),
+        finished_at=time.time(),
+    )
+    path = record.write(context.output_dir)
+    if trainer.is_global_zero:  # in DDP the main process writes and reports
+        log.info(
+            "val acc %.4f (macro %.4f), test acc %.4f (macro %.4f); wrote %s",
+            record.val_acc,
+            record.val_macro_acc,
+            record.test_acc,
+            record.test_macro_acc,
+            path,
+        )
+    return record
+
+
+def evaluate(cfg: DictConfig, context: RunContext) -> RunRecord:
+    """Test the checkpoint `cfg.ckpt_path` on the test split of `cfg.data`; returns its record."""
+    if not cfg.get("ckpt_path"):
+        raise ConfigError("no checkpoint given: run python evaluate.py ckpt_path=outputs/.../checkpoints/best.ckpt")
+    L.seed_everything(cfg.seed, workers=True)
+    callbacks = build.build_entries(cfg.get("callbacks"))
+    model = load_classifier(cfg.ckpt_path)
+    model.test_time_shift = read_test_time_shift(cfg)
+    trainer = build.build_trainer(cfg, callbacks)
+    # ckpt_path also restores the training run's normalisation stats into the data module.
+    results = trainer.test(model, datamodule=build.build_datamodule(cfg), ckpt_path=cfg.ckpt_path)
+    record = RunRecord.of_run(
+        context,
+        "completed",
+        **stage_metrics(results, "test"),
+        **figure_seconds(callbacks),
+        checkpoint=str(cfg.ckpt_path),
+        params=model.num_parameters,
+    )
+    path = record.write(context.output_dir)
+    log.info("test acc %.4f (macro %.4f); wrote %s", record.test_acc, record.test_macro_acc, path)
+    return record
+
+
+def starting_point(cfg: DictConfig, context: RunContext) -> tuple[DictConfig, Path | None]:
+    """The run's config and the checkpoint it continues from: a stopped run's own (resume=<dir>), a
+    requeued SLURM job's earlier attempt, or none for a new run."""
+    if cfg.get("resume"):
+        cfg = resume.resumed_config(cfg, context)
+        resume_from = Path(cfg.resume) / resume.LAST_CHECKPOINT
+    else:
+        resume_from = resume.requeued_checkpoint(context.output_dir)
+    if resume_from is not None:
+        log.info("Continuing from %s", resume_from)
+        continue_tensorboard_after(cfg, resume.checkpoint_step(resume_from))
+    return cfg, resume_from
+
+
+def figure_seconds(callbacks: list[L.Callback]) -> dict[str, dict[str, float]]:
+    """{'pictures': seconds drawing each figure, by file}, for the record."""
+    drawn = [callback.figure_seconds for callback in callbacks if isinstance(callback, FigureCallback)]
+    return {"pictures": {name: seconds for each in drawn for name, seconds in each.items()}}
+
+
+def record_pruned_trial(context: RunContext, pruned_at: int, fitted: dict[str, Any]) -> RunRecord:
+    """A search trial stopped by the pruner after epoch `pruned_at`: its record holds the epochs it ran and
+    its best epoch's validation metrics, but not the best checkpoint's passes and the test pictures, which
+    would cost time for a configuration that lost."""
+    history = fitted["history"]
+    best_epoch = max(range(len(history["val/acc"])), key=history["val/acc"].__getitem__)
+    record = RunRecord.of_run(
+        context,
+        "pruned",
+        **{f"val_{key.removeprefix('val/')}": values[best_epoch] for key, values in history.items()},
+        **fitted,
+        stopped_early=f"pruned by the search after epoch {pruned_at}",
+        finished_at=time.time(),
+    )
+    record.write(context.output_dir)
+    return record
+
+
+def read_test_time_shift(cfg: DictConfig) -> int:
+    shift = cfg.get("test_time_shift", 0)
+    if not isinstance(shift, int) or not 0 <= shift <= MAX_TEST_TIME_SHIFT:
+        raise ConfigError(
+            f"test_time_shift={shift} must be a whole number of pixels from 0 (off) to {MAX_TEST_TIME_SHIFT}: "
+            "larger shifts move ink out of EMNIST's blank border"
+        )
+    return shift
+
+
+def check_run_length(trainer: DictConfig) -> None:
+    for key in ("max_epochs", "max_steps"):
+        if trainer.get(key) == 0:
+            raise ConfigError(f"trainer.{key}=0 trains nothing; set it to 1 or more (or -1 for no limit on steps)")
+
+
+def check_process_launch(trainer: DictConfig, context: RunContext) -> None:
+    """Lightning starts DDP's other processes by running this command line again, which in a local -m
+    sweep would start the whole sweep again; on SLURM the scheduler starts them instead."""
+    if context.multirun and "ddp" in str(trainer.get("strategy")) and not SLURMEnvironment.detect():
+        raise ConfigError(
+            f"trainer.strategy={trainer.strategy} cannot run inside a local -m sweep; run DDP jobs one at a time, "
+            "or sweep on SLURM with hydra/launcher=slurm hydra.launcher.tasks_per_node=<devices>"
+        )
+
+
+def continue_tensorboard_after(cfg: DictConfig, step: int) -> None:
+    """Make the run's TensorBoard logs drop what the stopped run logged after its checkpoint, so every
+    curve continues as one series."""
+    for node in (cfg.get("logger") or {}).values():
+        if node is not None and str(node.get("_target_", "")).endswith("TensorBoardLogger"):
+            with open_dict(node):  # the live config of a requeued job is read-only in structure
+                node.purge_step = step  # the first step after the checkpoint is logged at its global_step
