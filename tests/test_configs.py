@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from emnist_lightning.models.networks import ACTIVATIONS, CNN, MLP, per_layer
-from emnist_lightning.pictures.test_figures import TestFigureSettings
+from emnist_lightning.pictures import test_figures
 from emnist_lightning.runs.config import compose, config_dir
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.training.build import (
@@ -323,6 +323,6 @@ def test_code_defaults_agree_with_the_config(tmp_path: Path, key: str) -> None:
 
 
 def test_test_figure_settings_have_no_code_defaults() -> None:
-    fields = dataclasses.fields(TestFigureSettings)
+    fields = dataclasses.fields(test_figures.TestFigureSettings)
     assert all(field.default is dataclasses.MISSING for field in fields)
     assert {field.name for field in fields} <= set(configured_settings("callbacks.test_diagnostics"))
