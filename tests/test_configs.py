@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import itertools
+import pkgutil
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from emnist_lightning import cli
 from emnist_lightning.models.networks import ACTIVATIONS, CNN, MLP, per_layer
 from emnist_lightning.pictures import test_figures
 from emnist_lightning.runs.config import compose, config_dir
@@ -326,3 +329,15 @@ def test_test_figure_settings_have_no_code_defaults() -> None:
     fields = dataclasses.fields(test_figures.TestFigureSettings)
     assert all(field.default is dataclasses.MISSING for field in fields)
     assert {field.name for field in fields} <= set(configured_settings("callbacks.test_diagnostics"))
+
+
+def test_every_command_has_one_name() -> None:
+    """emnist-<name> runs emnist_lightning/cli/<name>.py, whose config is conf/<name>.yaml."""
+    tomllib = pytest.importorskip("tomllib")
+    scripts = tomllib.loads((CONF.parent / "pyproject.toml").read_text())["project"]["scripts"]
+    commands = {module.name for module in pkgutil.iter_modules(cli.__path__)}
+    assert set(scripts) == {f"emnist-{name}" for name in commands}
+    for name in commands:
+        assert scripts[f"emnist-{name}"] == f"emnist_lightning.cli.{name}:main"
+        assert callable(importlib.import_module(f"emnist_lightning.cli.{name}").main)
+        assert (CONF / f"{name}.yaml").is_file()

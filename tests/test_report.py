@@ -10,6 +10,7 @@ import yaml
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.runs import report
 from emnist_lightning.runs.record import RunRecord
+from tests.conftest import run_entry_point
 
 
 def fake_job(folder: Path, overrides: list[str], val_acc: float) -> None:
@@ -38,3 +39,23 @@ def test_a_key_set_in_only_some_jobs_is_varied(tmp_path: Path) -> None:
 def test_report_on_a_folder_without_runs_says_what_it_expects(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no finished jobs under .*pass a sweep dir.*folder of runs"):
         report.report(tmp_path, quiet=True)
+
+
+def test_the_report_command_takes_the_sweep_dir_as_its_argument(tmp_path: Path) -> None:
+    """`emnist-report <dir>` as a user types it: the table, the files, and no .hydra/ that would look like a job."""
+    fake_job(tmp_path / "0", ["optimizer=adam", "model.hidden_dims=[64,64,64]"], 0.80)
+    fake_job(tmp_path / "1", ["optimizer=sgd", "model.hidden_dims=[64,64,64]"], 0.75)
+    result = run_entry_point("emnist_lightning.cli.report", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "adam" in result.stdout and (tmp_path / "results.csv").is_file()
+    assert not (tmp_path / ".hydra").exists()
+    assert report.report(tmp_path, quiet=True)["optimizer"].tolist() == ["adam", "sgd"]
+
+
+def test_the_report_command_on_a_missing_folder_is_one_line(tmp_path: Path) -> None:
+    result = run_entry_point("emnist_lightning.cli.report", str(tmp_path / "nowhere"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: '{tmp_path / 'nowhere'}' is not a folder; {report.SWEEP_DIR_HINT}"
+    ]
+    assert not (tmp_path / "nowhere").exists()
