@@ -21,9 +21,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from emnist_lightning import cli
+from emnist_lightning.errors import ConfigError
 from emnist_lightning.models.networks import ACTIVATIONS, CNN, MLP, per_layer
 from emnist_lightning.pictures import test_figures
-from emnist_lightning.runs.config import compose, config_dir
+from emnist_lightning.runs.config import compose, config_dir, override_value, parse_overrides
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.training.build import (
     build_datamodule,
@@ -341,3 +342,17 @@ def test_every_command_has_one_name() -> None:
         assert scripts[f"emnist-{name}"] == f"emnist_lightning.cli.{name}:main"
         assert callable(importlib.import_module(f"emnist_lightning.cli.{name}").main)
         assert (CONF / f"{name}.yaml").is_file()
+
+
+def test_command_lines_are_read_by_hydras_parser() -> None:
+    arguments = ["-m", "--cfg", "job", "-cn", "train", "+a.b=1", "~c", "model.hidden_dims=[32,32]", "overwrite=true"]
+    assert [override.key_or_group for override in parse_overrides(arguments)] == [
+        "a.b",
+        "c",
+        "model.hidden_dims",
+        "overwrite",
+    ]
+    assert override_value(arguments, "model.hidden_dims") == [32, 32]
+    assert override_value(arguments, "overwrite") is True and override_value(arguments, "seed") is None
+    with pytest.raises(ConfigError, match=r"cannot read the override 'x=\[32' \(.*\); write key=value"):
+        parse_overrides(["x=[32"])

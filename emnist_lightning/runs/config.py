@@ -36,11 +36,18 @@ def compose(config_name: str, overrides: list[str], output_dir: Path) -> DictCon
 
 
 def parse_overrides(arguments: list[str]) -> list[Override]:
-    """A command line's overrides as Hydra reads them; flags such as -m are not overrides."""
-    try:
-        return OverridesParser.create().parse_overrides([a for a in arguments if not a.startswith("-")])
-    except HydraException as err:
-        raise ConfigError(f"{str(err).splitlines()[0]}; see python train.py --help for the override syntax") from err
+    """A command line's overrides as Hydra reads them. Hydra's flags (-m, --cfg job, -cn NAME) are not
+    overrides; every override has an `=`, except a deletion (`~key`)."""
+    parser, parsed = OverridesParser.create(), []
+    for line in (a for a in arguments if not a.startswith("-") and ("=" in a or a.startswith("~"))):
+        try:
+            parsed += parser.parse_overrides([line])
+        except HydraException as err:
+            reason = str(err).splitlines()[0]
+            raise ConfigError(
+                f"cannot read the override '{line}' ({reason}); write key=value, +key=value or ~key"
+            ) from err
+    return parsed
 
 
 def override_value(arguments: list[str], key: str) -> Any:
