@@ -165,7 +165,7 @@ def draw_progress_bar(cfg: DictConfig) -> None:
 
 def run_limit(cfg: DictConfig, datamodule: EMNISTDataModule, measurement: Measurement) -> None:
     device = measurement.device
-    network = build_model(cfg).network.to(device).train()
+    network = build_model(cfg, datamodule).network.to(device).train()
     optimizer = instantiate(cfg.optimizer)(params=network.parameters())
     images = datamodule.normalize(datamodule.train_set.images).to(device)
     labels = datamodule.train_set.labels.to(device)
@@ -202,12 +202,13 @@ def lightning_trainer(cfg: DictConfig, measurement: Measurement) -> L.Trainer:
 
 def run_naive(cfg: DictConfig, datamodule: EMNISTDataModule, measurement: Measurement) -> None:
     trainer = lightning_trainer(cfg, measurement)
-    trainer.fit(build_model(cfg), train_dataloaders=naive_loader(datamodule, cfg.data.batch_size))
+    trainer.fit(build_model(cfg, datamodule), train_dataloaders=naive_loader(datamodule, cfg.data.batch_size))
 
 
 def run_ours(cfg: DictConfig, datamodule: EMNISTDataModule, measurement: Measurement) -> None:
     trainer = lightning_trainer(cfg, measurement)
-    trainer.fit(build_model(cfg), datamodule=build_datamodule(cfg))
+    ours = build_datamodule(cfg)
+    trainer.fit(build_model(cfg, ours), datamodule=ours)
 
 
 RUNNERS: dict[str, Callable[[DictConfig, EMNISTDataModule, Measurement], None]] = {

@@ -1,4 +1,4 @@
-"""Shared fixtures: a small synthetic EMNIST Balanced in the official file format."""
+"""Shared fixtures: small synthetic EMNIST splits (Balanced unless asked) in the official file format."""
 
 from __future__ import annotations
 
@@ -19,12 +19,13 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from emnist_lightning.data import MAPPING_FILE, NUM_CLASSES, SPLIT_FILES, EMNISTDataModule
+from emnist_lightning.data import SPLITS, EMNISTDataModule
 from emnist_lightning.data.idx import write_idx
 from emnist_lightning.models import EMNISTClassifier
 from emnist_lightning.runs.config import config_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+BALANCED = SPLITS["balanced"]
 # Runs started by the tests cache decoded data in a folder of their own, not in the user's ~/.cache.
 OWN_CACHE_DIR = None if "EMNIST_CACHE_DIR" in os.environ else tempfile.mkdtemp(prefix="emnist-lightning-test-cache-")
 if OWN_CACHE_DIR:
@@ -38,32 +39,43 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def synthetic_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Upright 28x28 images: one fixed random blob pattern per class plus noise, so they are learnable."""
-    templates = np.random.default_rng(1234).random((NUM_CLASSES, 28, 28)) > 0.8
+    templates = np.random.default_rng(1234).random((int(labels.max()) + 1, 28, 28)) > 0.8
     images = templates[labels] * 200 + rng.integers(0, 55, (len(labels), 28, 28))
     return images.astype(np.uint8)
 
 
 def write_synthetic_emnist(
-    folder: Path, train_per_class: int = 24, test_per_class: int = 6, gz: bool = True, seed: int = 0
+    folder: Path,
+    train_per_class: int = 24,
+    test_per_class: int = 6,
+    gz: bool = True,
+    seed: int = 0,
+    split: str = "balanced",
 ) -> Path:
-    """Write the four official files (images stored transposed, like EMNIST) and the mapping."""
+    """Write a split's four official files (images stored transposed, like EMNIST, labels from the split's
+    first label: 1 for Letters) and its mapping file, as the official one is written."""
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
-        labels = rng.permutation(np.repeat(np.arange(NUM_CLASSES), per_class)).astype(np.uint8)
+    rng, emnist = np.random.default_rng(seed), SPLITS[split]
+    labels_of_files = np.arange(emnist.num_classes) + emnist.first_label
+    for stage, per_class in (("train", train_per_class), ("test", test_per_class)):
+        labels = rng.permutation(np.repeat(labels_of_files, per_class)).astype(np.uint8)
         upright = synthetic_images(labels, rng)
-        images_name, labels_name = SPLIT_FILES[split]
+        images_name, labels_name = emnist.file_names(stage)
         suffix = ".gz" if gz else ""
         write_idx(folder / f"{images_name}{suffix}", upright.transpose(0, 2, 1))
         write_idx(folder / f"{labels_name}{suffix}", labels)
-    codes = [ord(c) for c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghnqrt"]
-    (folder / MAPPING_FILE).write_text("".join(f"{i} {code}\r\n" for i, code in enumerate(codes)))
+    rows = (
+        f"{label} {' '.join(str(ord(c)) for c in name.split('/'))}"
+        for label, name in zip(labels_of_files, emnist.classes, strict=True)
+    )
+    (folder / emnist.mapping_file).write_text("".join(f"{row}\r\n" for row in rows))
     return folder
 
 
 def synthetic_datamodule(data_dir: str | Path, **settings: Any) -> EMNISTDataModule:
-    """The data module on local files: no download, no cache and seed 0 unless `settings` say otherwise."""
-    return EMNISTDataModule(data_dir, **({"download": False, "seed": 0, "cache_dir": None} | settings))
+    """The data module on local files: Balanced, no download, no cache and seed 0 unless `settings` say otherwise."""
+    defaults = {"split": "balanced", "download": False, "seed": 0, "cache_dir": None}
+    return EMNISTDataModule(data_dir, **(defaults | settings))
 
 
 @pytest.fixture(scope="session")
@@ -71,16 +83,36 @@ def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_emnist(tmp_path_factory.mktemp("emnist"))
 
 
-@pytest.fixture(scope="session")
-def synthetic_checkpoint(synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small CNN trained for a few steps on the synthetic data, saved as train.py saves it (with the
-    data module's normalisation)."""
-    model = EMNISTClassifier(**model_arguments("cnn", channels=[8, 16]), optimizer=torch.optim.Adam)
-    folder = tmp_path_factory.mktemp("checkpoint")
+def train_synthetic_checkpoint(data_dir: Path, folder: Path, split: str = "balanced") -> Path:
+    """A small CNN trained for a few steps on synthetic `split` data in `data_dir`, saved as train.py
+    saves it (with the data module's normalisation)."""
+    classes = SPLITS[split].classes
+    arguments = model_arguments("cnn", channels=[8, 16], split=split, classes=classes)
+    model = EMNISTClassifier(**arguments, optimizer=torch.optim.Adam)
     trainer = quick_trainer(folder)
-    trainer.fit(model, datamodule=synthetic_datamodule(synthetic_dir, batch_size=32))
+    trainer.fit(model, datamodule=synthetic_datamodule(data_dir, split=split, batch_size=32))
     trainer.save_checkpoint(folder / "model.ckpt")
     return folder / "model.ckpt"
+
+
+@pytest.fixture(scope="session")
+def synthetic_checkpoint(synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Balanced model trained briefly on the synthetic data."""
+    return train_synthetic_checkpoint(synthetic_dir, tmp_path_factory.mktemp("checkpoint"))
+
+
+@pytest.fixture(scope="session")
+def digits_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Digits model trained briefly on synthetic Digits data."""
+    data_dir = write_synthetic_emnist(tmp_path_factory.mktemp("digits"), split="digits")
+    return train_synthetic_checkpoint(data_dir, tmp_path_factory.mktemp("digits-checkpoint"), "digits")
+
+
+@pytest.fixture(scope="session")
+def letters_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Letters model trained briefly on synthetic Letters data (labels 1..26 in the files)."""
+    data_dir = write_synthetic_emnist(tmp_path_factory.mktemp("letters"), split="letters")
+    return train_synthetic_checkpoint(data_dir, tmp_path_factory.mktemp("letters-checkpoint"), "letters")
 
 
 @pytest.fixture
@@ -108,14 +140,14 @@ def configured_settings(key: str) -> dict[str, Any]:
 
 
 def model_arguments(preset: str = "mlp", **overrides: Any) -> dict[str, Any]:
-    """EMNISTClassifier's arguments from conf/model/<preset>.yaml, with `overrides`."""
-    return copy.deepcopy(model_preset(preset)) | overrides
+    """EMNISTClassifier's arguments from conf/model/<preset>.yaml for Balanced, with `overrides`."""
+    return copy.deepcopy(model_preset(preset)) | {"split": BALANCED.name, "classes": BALANCED.classes} | overrides
 
 
 def network_arguments(preset: str = "mlp", **overrides: Any) -> dict[str, Any]:
     """The network's arguments from conf/model/<preset>.yaml, with `overrides`."""
     arguments = model_arguments(preset, **overrides)
-    for key in ("network", "compile"):
+    for key in ("network", "compile", "split", "classes"):
         arguments.pop(key)
     return arguments
 

@@ -53,8 +53,9 @@ def compose_train(tmp_path: Path, *overrides: str) -> DictConfig:
 
 
 def instantiate_everything(cfg: DictConfig) -> None:
-    build_datamodule(cfg)
-    model = build_model(cfg)
+    # data=model_split leaves the split to evaluate.py's checkpoint
+    datamodule = build_datamodule(cfg, **({} if cfg.data.split else {"split": "letters"}))
+    model = build_model(cfg, datamodule)
     optimizer = model.optimizer_factory(params=model.parameters())
     assert isinstance(optimizer, torch.optim.Optimizer)
     if model.schedule is not None:
@@ -150,7 +151,8 @@ STRUCTURE_CHECKS = {"mlp": assert_mlp_matches, "cnn": assert_cnn_matches}
 @pytest.mark.parametrize("preset", [option for _, option in group_options("model")])
 def test_model_preset_builds_what_it_composes_to(tmp_path: Path, preset: str) -> None:
     keys = OmegaConf.to_container(compose_train(tmp_path, f"model={preset}").model, resolve=True)
-    model = build_model(compose_train(tmp_path, f"model={preset}"))
+    cfg = compose_train(tmp_path, f"model={preset}")
+    model = build_model(cfg, build_datamodule(cfg))
     saved = {key: model.hparams[key] for key in keys if key != "_target_"}
     assert saved == {key: value for key, value in keys.items() if key != "_target_"}
     assert activation_names(model.network) == {keys["activation"]}
@@ -200,10 +202,26 @@ def changed_keys(first: dict[str, Any], other: dict[str, Any]) -> set[str]:
     return {key for key in first.keys() | other.keys() if first.get(key, "<absent>") != other.get(key, "<absent>")}
 
 
-def owns(override_key: str, config_key: str) -> bool:
-    """A group override (`optimizer=adam`) owns the whole group's keys; a key override only its key."""
+# Keys whose value is an interpolation of another key: the seed is also the validation split's.
+INTERPOLATED = {"seed": {"data.seed"}}
+
+
+def technique_owns(option: str, config_key: str) -> bool:
+    """A technique (conf/technique/) owns the groups its defaults override and the keys it sets."""
+    spec = OmegaConf.to_container(OmegaConf.load(CONF / "technique" / f"{option}.yaml")) or {}
+    groups = [next(iter(entry)).removeprefix("override /") for entry in spec.pop("defaults", [])]
+    keys = {f"{section}.{key}" for section, values in spec.items() for key in values}
+    return config_key in keys or any(config_key == group or config_key.startswith(f"{group}.") for group in groups)
+
+
+def owns(override_key: str, config_key: str, value: str = "") -> bool:
+    """A group override (`optimizer=adam`) owns the whole group's keys; a key override only its key (and
+    the keys interpolating it)."""
+    if override_key == "technique":
+        return technique_owns(value, config_key)
     is_group = "." not in override_key and (CONF / override_key).is_dir()
-    return config_key == override_key or (is_group and config_key.startswith(f"{override_key}."))
+    in_group = is_group and config_key.startswith(f"{override_key}.")
+    return config_key == override_key or in_group or config_key in INTERPOLATED.get(override_key, set())
 
 
 @pytest.mark.parametrize("sweep", [option for _, option in group_options("sweep")])
@@ -218,10 +236,10 @@ def test_every_sweep_job_differs_from_the_first_only_as_named(tmp_path: Path, sw
     for job in jobs[1:]:
         named = {key for key, value in job.items() if value != jobs[0][key]}
         changed = changed_keys(baseline, job_config(job))
-        unexplained = {key for key in changed if not any(owns(name, key) for name in named)}
+        unexplained = {key for key in changed if not any(owns(name, key, job[name]) for name in named)}
         assert not unexplained, f"{job}: {unexplained} changed without being named"
         for name in named:
-            assert any(owns(name, key) for key in changed), f"{job}: {name} is named but changes nothing"
+            assert any(owns(name, key, job[name]) for key in changed), f"{job}: {name} is named but changes nothing"
 
 
 # Lightning's defaults that conf/trainer/default.yaml changes on purpose; the rest must match Lightning's.
@@ -281,11 +299,12 @@ def test_option_trains_a_few_steps(tmp_path: Path, synthetic_dir: Path, group: s
         "data.batch_size=32",
         *(f"callbacks.{name}=null" for name in ("progress_bar", "lr_monitor", "model_checkpoint")),
     )
-    model = build_model(cfg)
+    datamodule = build_datamodule(cfg)
+    model = build_model(cfg, datamodule)
     callbacks = build_training_callbacks(cfg, RunContext(tmp_path), Stopwatch())
     trainer = quick_trainer(tmp_path, callbacks=callbacks.all)
     before = [p.detach().clone() for p in model.parameters()]
-    trainer.fit(model, datamodule=build_datamodule(cfg))
+    trainer.fit(model, datamodule=datamodule)
     assert trainer.global_step == 3
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert torch.isfinite(trainer.callback_metrics["val/loss"])

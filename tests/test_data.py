@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from emnist_lightning.data import EMNISTDataModule, files, idx
+from emnist_lightning.data import EMNISTDataModule, EMNISTSplit, files, idx
 from emnist_lightning.data.datamodule import IndexBatches, stratified_split
 from emnist_lightning.errors import ConfigError, DataError
-from tests.conftest import synthetic_datamodule, write_synthetic_emnist
+from tests.conftest import BALANCED, synthetic_datamodule, write_synthetic_emnist
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_images_are_turned_upright(tmp_path: Path, synthetic_dir: Path) -> None:
     upright[:, :3, :] = 255  # a bar across the top of the upright image
     idx.write_idx(tmp_path / "emnist-balanced-test-images-idx3-ubyte.gz", upright.transpose(0, 2, 1))
     idx.write_idx(tmp_path / "emnist-balanced-test-labels-idx1-ubyte.gz", np.arange(47, dtype=np.uint8))
-    loaded = files.load_split(tmp_path, "test").images
+    loaded = files.load_split(tmp_path, BALANCED, "test").images
     assert loaded.shape == (47, 1, 28, 28)
     assert (loaded[:, 0, :3, :] == 255).all() and (loaded[:, 0, 3:, :] == 0).all()
 
@@ -100,15 +100,16 @@ def test_state_dict_carries_normalisation(datamodule: EMNISTDataModule, syntheti
     assert (other.mean, other.std) == (datamodule.mean, datamodule.std)
 
 
-def test_classes_from_mapping_file(datamodule: EMNISTDataModule) -> None:
-    assert datamodule.classes == files.BALANCED_CLASSES
+def test_balanced_classes(datamodule: EMNISTDataModule) -> None:
+    assert datamodule.classes == BALANCED.classes and datamodule.num_classes == 47
     assert datamodule.classes[:3] == ("0", "1", "2") and datamodule.classes[-1] == "t"
 
 
-def test_bad_mapping_file(fresh_synthetic_dir: Path) -> None:
-    (fresh_synthetic_dir / files.MAPPING_FILE).write_text("0 48\n1 49\n")
-    with pytest.raises(DataError, match="maps 2 labels"):
-        files.read_classes(fresh_synthetic_dir)
+@pytest.mark.parametrize("content", ["0 48\n1 49\n", "zero 48\n"])
+def test_bad_mapping_file(fresh_synthetic_dir: Path, content: str) -> None:
+    (fresh_synthetic_dir / BALANCED.mapping_file).write_text(content)
+    with pytest.raises(DataError, match="mapping"):
+        synthetic_datamodule(fresh_synthetic_dir).setup("test")
 
 
 @pytest.mark.parametrize(
@@ -129,9 +130,9 @@ def test_test_stage_loads_only_the_test_split(synthetic_dir: Path, monkeypatch: 
     loaded = []
     original = files.load_split
 
-    def recording_load_split(data_dir: Path, split: str, **kwargs) -> files.Split:
-        loaded.append(split)
-        return original(data_dir, split, **kwargs)
+    def recording_load_split(data_dir: Path, split: EMNISTSplit, stage: str, **kwargs) -> files.ImageSet:
+        loaded.append(stage)
+        return original(data_dir, split, stage, **kwargs)
 
     monkeypatch.setattr("emnist_lightning.data.datamodule.load_split", recording_load_split)
     module = synthetic_datamodule(synthetic_dir)
@@ -188,22 +189,24 @@ def test_global_batch_must_divide_among_processes(synthetic_dir: Path) -> None:
 def test_a_decoded_split_is_read_from_the_cache_the_second_time(
     fresh_synthetic_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = files.load_split(fresh_synthetic_dir, "train", cache_dir=tmp_path / "cache")
-    assert len(list((tmp_path / "cache").glob("train-*.npz"))) == 1
+    first = files.load_split(fresh_synthetic_dir, BALANCED, "train", cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("balanced-train-*.npz"))) == 1
     monkeypatch.setattr(files.idx, "read_images", lambda path: pytest.fail("decoded again despite the cache"))
-    second = files.load_split(fresh_synthetic_dir, "train", cache_dir=tmp_path / "cache")
+    second = files.load_split(fresh_synthetic_dir, BALANCED, "train", cache_dir=tmp_path / "cache")
     assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
     assert second.images.dtype == torch.uint8 and second.labels.dtype == torch.int64
 
 
 def test_a_changed_file_is_never_served_from_the_cache(fresh_synthetic_dir: Path, tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
-    before = files.load_split(fresh_synthetic_dir, "train", cache_dir=cache_dir)
+    before = files.load_split(fresh_synthetic_dir, BALANCED, "train", cache_dir=cache_dir)
     write_synthetic_emnist(fresh_synthetic_dir, seed=7)  # the same names, other images
-    after = files.load_split(fresh_synthetic_dir, "train", cache_dir=cache_dir)
+    after = files.load_split(fresh_synthetic_dir, BALANCED, "train", cache_dir=cache_dir)
     assert not torch.equal(before.images, after.images)
-    assert torch.equal(after.images, files.load_split(fresh_synthetic_dir, "train").images), "not the new file"
-    assert len(list(cache_dir.glob("train-*.npz"))) == 2
+    assert torch.equal(after.images, files.load_split(fresh_synthetic_dir, BALANCED, "train").images), (
+        "not the new file"
+    )
+    assert len(list(cache_dir.glob("balanced-train-*.npz"))) == 2
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
@@ -211,8 +214,8 @@ def test_a_damaged_cache_is_rebuilt_with_a_warning(
     fresh_synthetic_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
     cache_dir = tmp_path / "cache"
-    expected = files.load_split(fresh_synthetic_dir, "test", cache_dir=cache_dir)
-    (entry,) = cache_dir.glob("test-*.npz")
+    expected = files.load_split(fresh_synthetic_dir, BALANCED, "test", cache_dir=cache_dir)
+    (entry,) = cache_dir.glob("balanced-test-*.npz")
     data = bytearray(entry.read_bytes())
     if damage == "truncate":
         data = data[: len(data) // 2]
@@ -220,11 +223,11 @@ def test_a_damaged_cache_is_rebuilt_with_a_warning(
         data[len(data) // 2] ^= 0xFF
     entry.write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING):
-        reloaded = files.load_split(fresh_synthetic_dir, "test", cache_dir=cache_dir)
+        reloaded = files.load_split(fresh_synthetic_dir, BALANCED, "test", cache_dir=cache_dir)
     assert torch.equal(reloaded.images, expected.images)
     assert f"the data cache {entry}" in caplog.text and "decoding the IDX files again" in caplog.text
     caplog.clear()
-    files.load_split(fresh_synthetic_dir, "test", cache_dir=cache_dir)
+    files.load_split(fresh_synthetic_dir, BALANCED, "test", cache_dir=cache_dir)
     assert "data cache" not in caplog.text, "the rebuilt entry is sound"
 
 
@@ -234,5 +237,5 @@ def test_an_unwritable_cache_is_skipped_with_a_warning(
     blocked = tmp_path / "a_file"
     blocked.write_text("")
     with caplog.at_level(logging.WARNING):
-        split = files.load_split(synthetic_dir, "test", cache_dir=blocked / "cache")
+        split = files.load_split(synthetic_dir, BALANCED, "test", cache_dir=blocked / "cache")
     assert len(split) == 47 * 6 and "cannot write the data cache" in caplog.text

@@ -5,6 +5,7 @@ Needs Debian's chromium (/usr/bin/chromium, or CHROMIUM_PATH) and the playwright
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,15 +40,15 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture
-def page_url(synthetic_checkpoint: Path, tmp_path: Path) -> Iterator[str]:
-    """The page served by the demo entry point, as a user starts it, on a free port."""
+@contextlib.contextmanager
+def served_page(checkpoint: Path, tmp_path: Path) -> Iterator[str]:
+    """The page served by the demo entry point for `checkpoint`, as a user starts it, on a free port."""
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "emnist_lightning.cli.demo",
-            f"ckpt_path={synthetic_checkpoint}",
+            f"ckpt_path={checkpoint}",
             "demo.port=0",
             f"hydra.run.dir={tmp_path}/run",
         ],
@@ -70,6 +72,33 @@ def page_url(synthetic_checkpoint: Path, tmp_path: Path) -> Iterator[str]:
         process.wait(timeout=30)
 
 
+@pytest.fixture
+def page_url(synthetic_checkpoint: Path, tmp_path: Path) -> Iterator[str]:
+    with served_page(synthetic_checkpoint, tmp_path) as url:
+        yield url
+
+
+def open_page(driver: Any, url: str) -> Any:
+    browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 800, "height": 600})
+    page.goto(url)
+    return page
+
+
+def draw_an_l(page: Any) -> None:
+    """An L: down the left side, then along the bottom; waits for the reply to the stroke's end."""
+    box = page.locator("#pad").bounding_box()
+    page.mouse.move(box["x"] + 90, box["y"] + 50)
+    page.mouse.down()
+    for step in range(1, 21):
+        page.mouse.move(box["x"] + 90, box["y"] + 50 + 9 * step)
+    for step in range(1, 11):
+        page.mouse.move(box["x"] + 90 + 10 * step, box["y"] + 230)
+    page.mouse.up()
+    page.wait_for_function("window.lastPrediction && window.lastPrediction.top", timeout=30_000)
+    page.wait_for_timeout(500)  # the reply to the stroke's end, after any sent while drawing
+
+
 def test_drawing_shows_probabilities_and_what_the_model_sees(page_url: str, tmp_path: Path) -> None:
     with playwright.sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -81,17 +110,9 @@ def test_drawing_shows_probabilities_and_what_the_model_sees(page_url: str, tmp_
         )
         page.goto(page_url)
         assert page.locator("#status").inner_text() == "Draw to see predictions."
-        box = page.locator("#pad").bounding_box()
-        # an L: down the left side, then along the bottom
-        page.mouse.move(box["x"] + 90, box["y"] + 50)
-        page.mouse.down()
-        for step in range(1, 21):
-            page.mouse.move(box["x"] + 90, box["y"] + 50 + 9 * step)
-        for step in range(1, 11):
-            page.mouse.move(box["x"] + 90 + 10 * step, box["y"] + 230)
-        page.mouse.up()
-        page.wait_for_function("window.lastPrediction && window.lastPrediction.top", timeout=30_000)
-        page.wait_for_timeout(500)  # the reply to the stroke's end, after any sent while drawing
+        page.wait_for_function("document.getElementById('what').textContent !== 'A character'")
+        assert page.locator(".hint").first.inner_text().startswith("A digit, a capital or a lower-case letter")
+        draw_an_l(page)
         rows = page.locator("#predictions li")
         assert rows.count() == 5
         shown = [float(rows.nth(i).get_attribute("data-probability")) for i in range(5)]
@@ -111,3 +132,15 @@ def test_drawing_shows_probabilities_and_what_the_model_sees(page_url: str, tmp_
         assert rows.count() == 0 and page.locator("#status").inner_text() == "Draw to see predictions."
         browser.close()
     assert requests_elsewhere == []  # everything the page needs comes from the package
+
+
+def test_a_digits_models_page_asks_for_digits_and_reads_only_digits(digits_checkpoint: Path, tmp_path: Path) -> None:
+    with served_page(digits_checkpoint, tmp_path) as url, playwright.sync_playwright() as driver:
+        page = open_page(driver, url)
+        page.wait_for_function("document.getElementById('what').textContent !== 'A character'")
+        assert page.locator(".hint").first.inner_text() == "A digit, 0 to 9, with mouse, pen or finger."
+        draw_an_l(page)
+        shown = page.locator("#predictions li").all_inner_texts()
+        everything = page.evaluate("Object.keys(window.lastPrediction.probabilities)")
+        assert sorted(everything) == list("0123456789") and all(row.strip()[0].isdigit() for row in shown), shown
+        page.context.browser.close()

@@ -6,11 +6,13 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import run_entry_point
+from emnist_lightning.study.predictions import PREDICTIONS_FILE, TestPredictions
+from tests.conftest import BALANCED, run_entry_point
 
 pytestmark = pytest.mark.slow
 
@@ -62,6 +64,23 @@ def test_run_writes_checkpoints_metrics_and_pictures(trained) -> None:
     assert metrics["params"] > 1000
 
 
+def test_run_records_how_it_was_made_and_how_sure_it_is(trained) -> None:
+    """metrics.json: 95% intervals around the test accuracies, the code, versions, data, hardware and
+    command; test_predictions.npz beside it holds every test image's prediction, which give the accuracy."""
+    _, run_dir = trained
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("test_acc", "test_macro_acc"):
+        low, high = metrics[f"{key}_ci"]
+        assert low < metrics[key] < high and high - low < 0.3, key
+    made = metrics["provenance"]
+    assert set(made["versions"]) >= {"torch", "lightning", "torchmetrics", "hydra-core", "python"}
+    assert sorted(made["data_files"]) == sorted(f"{name}.gz" for name in BALANCED.required_files)
+    assert made["precision"] == "32-true" and made["num_threads"] >= 1 and isinstance(made["cpu_native_bf16"], bool)
+    assert "hydra.run.dir=" + str(run_dir) in " ".join(made["command"]) and len(made.get("git_commit", "x" * 40)) == 40
+    kept = TestPredictions.load(run_dir)
+    assert len(kept.labels) == 47 * 6 and kept.accuracy == pytest.approx(metrics["test_acc"])
+
+
 def test_run_logs_to_tensorboard(trained) -> None:
     _, run_dir = trained
     scalars = read_scalars(run_dir)
@@ -84,6 +103,10 @@ def assert_eval_reproduces(checkpoint: Path, recorded: Path, data_dir: Path, run
     expected = json.loads(recorded.read_text())
     assert evaluated["test_acc"] == pytest.approx(expected["test_acc"])
     assert evaluated["test_loss"] == pytest.approx(expected["test_loss"], rel=1e-5)
+    if (recorded.parent / PREDICTIONS_FILE).is_file():
+        assert np.array_equal(
+            TestPredictions.load(run_dir).predictions, TestPredictions.load(recorded.parent).predictions
+        )
 
 
 def test_eval_reproduces_test_metrics(trained, synthetic_dir: Path, tmp_path: Path) -> None:

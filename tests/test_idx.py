@@ -10,6 +10,7 @@ import pytest
 
 from emnist_lightning.data import files, idx
 from emnist_lightning.errors import DataError
+from tests.conftest import BALANCED
 
 IMAGES = "emnist-balanced-train-images-idx3-ubyte"
 LABELS = "emnist-balanced-train-labels-idx1-ubyte"
@@ -84,7 +85,7 @@ def test_not_gzip_at_all(tmp_path: Path) -> None:
 def test_count_mismatch(fresh_synthetic_dir: Path) -> None:
     idx.write_idx(fresh_synthetic_dir / f"{LABELS}.gz", np.zeros(3, np.uint8))
     with pytest.raises(DataError, match="images but .* holds 3 labels"):
-        files.load_split(fresh_synthetic_dir, "train")
+        files.load_split(fresh_synthetic_dir, BALANCED, "train")
 
 
 def test_label_out_of_range(fresh_synthetic_dir: Path) -> None:
@@ -92,39 +93,39 @@ def test_label_out_of_range(fresh_synthetic_dir: Path) -> None:
     labels[0] = 61  # a ByClass label
     idx.write_idx(fresh_synthetic_dir / f"{LABELS}.gz", labels)
     with pytest.raises(DataError, match="label 61 is outside 0..46"):
-        files.load_split(fresh_synthetic_dir, "train")
+        files.load_split(fresh_synthetic_dir, BALANCED, "train")
 
 
 def test_unofficial_counts_warn_once(synthetic_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
-    files.load_split(synthetic_dir, "test")
+    files.load_split(synthetic_dir, BALANCED, "test")
     warnings = [r for r in caplog.records if "not the official" in r.getMessage()]
     assert len(warnings) == 1
 
 
 def test_missing_files_message_names_everything(tmp_path: Path) -> None:
     with pytest.raises(DataError) as caught:
-        files.ensure_files(tmp_path, download=False)
+        files.ensure_files(tmp_path, BALANCED, download=False)
     message = str(caught.value)
     assert "\n" not in message
     assert str(tmp_path) in message
-    for name in files.required_files():
+    for name in BALANCED.required_files:
         assert name in message
     assert "data.data_dir" in message and "data.download=true" in message
 
 
 def test_failed_download_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def offline(folder: Path) -> None:
+    def offline(folder: Path, split: object) -> None:
         raise OSError("Network is unreachable")
 
     monkeypatch.setattr(files, "download_official", offline)
     with pytest.raises(DataError, match="the download failed \\(OSError: Network is unreachable\\)"):
-        files.ensure_files(tmp_path, download=True)
+        files.ensure_files(tmp_path, BALANCED, download=True)
 
 
 def test_partial_folder_lists_only_missing(fresh_synthetic_dir: Path) -> None:
     (fresh_synthetic_dir / "emnist-balanced-test-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataError) as caught:
-        files.ensure_files(fresh_synthetic_dir, download=False)
+        files.ensure_files(fresh_synthetic_dir, BALANCED, download=False)
     assert "missing emnist-balanced-test-labels-idx1-ubyte[.gz];" in str(caught.value)
 
 
@@ -134,5 +135,5 @@ def test_torchvision_layout_is_found(tmp_path: Path, synthetic_dir: Path) -> Non
     for file in synthetic_dir.iterdir():
         with gzip.open(file) if file.suffix == ".gz" else open(file, "rb") as src:
             (raw / file.name.removesuffix(".gz")).write_bytes(src.read())
-    assert files.missing_files(tmp_path) == []
-    assert len(files.load_split(tmp_path, "test")) == 47 * 6
+    assert files.missing_files(tmp_path, BALANCED) == []
+    assert len(files.load_split(tmp_path, BALANCED, "test")) == 47 * 6

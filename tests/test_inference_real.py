@@ -13,12 +13,11 @@ import torch
 from PIL import Image
 from scipy.stats import binomtest
 
-from emnist_lightning.data import BALANCED_CLASSES
-from emnist_lightning.data.files import Split, load_split
+from emnist_lightning.data.files import ImageSet, load_split
 from emnist_lightning.inference.export import export_onnx, export_torchscript
 from emnist_lightning.inference.models import TorchPredictor, load_pixel_classifier, open_predictor, write_classes
 from emnist_lightning.models import EMNISTClassifier
-from tests.conftest import model_arguments, quick_trainer, run_entry_point, synthetic_datamodule
+from tests.conftest import BALANCED, model_arguments, quick_trainer, run_entry_point, synthetic_datamodule
 
 DATA_DIR = os.environ.get("EMNIST_DATA_DIR")
 
@@ -42,19 +41,19 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def held_out() -> Split:
+def held_out() -> ImageSet:
     """Test-split images (never trained on), in a fixed random order."""
-    test = load_split(Path(DATA_DIR), "test")
+    test = load_split(Path(DATA_DIR), BALANCED, "test")
     return test.subset(torch.randperm(len(test), generator=torch.Generator().manual_seed(0)))
 
 
-def file_correct(checkpoint: Path, split: Split) -> torch.Tensor:
+def file_correct(checkpoint: Path, split: ImageSet) -> torch.Tensor:
     """Which images the model reads right as the test files hold them: what evaluate.py measures."""
-    logits = TorchPredictor(load_pixel_classifier(checkpoint)).logits(split.images / 255)
+    logits = TorchPredictor(model := load_pixel_classifier(checkpoint), model.classes).logits(split.images / 255)
     return logits.argmax(1) == split.labels
 
 
-def file_accuracy(checkpoint: Path, split: Split) -> float:
+def file_accuracy(checkpoint: Path, split: ImageSet) -> float:
     return float(file_correct(checkpoint, split).float().mean())
 
 
@@ -81,7 +80,9 @@ def predict_folder(checkpoint: Path, inputs: Path, run_dir: Path, *overrides: st
     return {record["file"]: record for record in json.loads((run_dir / "predictions.json").read_text())}
 
 
-def test_rendered_images_are_read_as_well_as_the_test_files(checkpoint: Path, held_out: Split, tmp_path: Path) -> None:
+def test_rendered_images_are_read_as_well_as_the_test_files(
+    checkpoint: Path, held_out: ImageSet, tmp_path: Path
+) -> None:
     """Test images upright, resized to 64-256 pixels, inverted to dark ink on white and placed off-centre on
     a larger page: predict.py reads them no worse than the files, by McNemar's paired test at the 1% level."""
     images = held_out.subset(torch.arange(600))
@@ -96,7 +97,7 @@ def test_rendered_images_are_read_as_well_as_the_test_files(checkpoint: Path, he
         page.paste(drawn, (int(left), int(top)))
         page.save(inputs / f"{i:04d}.png")
     records = predict_folder(checkpoint, inputs, tmp_path / "run")
-    read = torch.tensor([BALANCED_CLASSES.index(records[f"{i:04d}.png"]["text"]) for i in range(len(images))])
+    read = torch.tensor([BALANCED.classes.index(records[f"{i:04d}.png"]["text"]) for i in range(len(images))])
     rendered, on_files = read == images.labels, file_correct(checkpoint, images)
     p_value = rendering_loses_reads(on_files, rendered)
     print(f"accuracy on the files {on_files.float().mean():.4f}, on rendered images {rendered.float().mean():.4f}")
@@ -106,7 +107,7 @@ def test_rendered_images_are_read_as_well_as_the_test_files(checkpoint: Path, he
     assert p_value >= 0.01, f"the rendered images are read worse than the files (McNemar p={p_value:.4f})"
 
 
-def test_a_word_of_separated_characters_reads_back(checkpoint: Path, held_out: Split, tmp_path: Path) -> None:
+def test_a_word_of_separated_characters_reads_back(checkpoint: Path, held_out: ImageSet, tmp_path: Path) -> None:
     """40 words of 4 test characters, 6 pixels apart, drawn 3x larger: predict.segment=true finds 4
     characters in at least 38 words, and reads the characters at no less than 3 points below the model's
     accuracy on the same characters' files (a mis-split word counts all its characters as wrong)."""
@@ -129,7 +130,7 @@ def test_a_word_of_separated_characters_reads_back(checkpoint: Path, held_out: S
     texts = [records[f"{w:02d}.png"]["text"] for w in range(words)]
     split_right = [len(text) == length for text in texts]
     truth = [
-        "".join(BALANCED_CLASSES[label] for label in characters.labels[w * length : (w + 1) * length])
+        "".join(BALANCED.classes[label] for label in characters.labels[w * length : (w + 1) * length])
         for w in range(words)
     ]
     correct = sum(
@@ -145,14 +146,14 @@ def test_a_word_of_separated_characters_reads_back(checkpoint: Path, held_out: S
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_exported_models_agree_with_pytorch(checkpoint: Path, held_out: Split, tmp_path: Path, fmt: str) -> None:
+def test_exported_models_agree_with_pytorch(checkpoint: Path, held_out: ImageSet, tmp_path: Path, fmt: str) -> None:
     """1,000 test images: the same top-1 as the PyTorch model, logits within 1e-4."""
     model = load_pixel_classifier(checkpoint)
     path = tmp_path / ("model.onnx" if fmt == "onnx" else "model.pt")
-    write_classes(path, BALANCED_CLASSES)
+    write_classes(path, BALANCED.classes)
     {"onnx": export_onnx, "torchscript": export_torchscript}[fmt](model, path)
     pixels = held_out.images[:1000] / 255
-    expected = TorchPredictor(model).logits(pixels)
+    expected = TorchPredictor(model, model.classes).logits(pixels)
     exported = open_predictor(path).logits(pixels)
     difference = float((exported - expected).abs().max())
     agree = int((exported.argmax(1) == expected.argmax(1)).sum())

@@ -13,11 +13,10 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
-from emnist_lightning.data import BALANCED_CLASSES
 from emnist_lightning.models.metrics import calibration_error
 from emnist_lightning.pictures import analysis, plots, test_figures
 from emnist_lightning.pictures.sink import FigureSink
-from tests.conftest import configured_settings, run_entry_point
+from tests.conftest import BALANCED, configured_settings, run_entry_point
 
 TEST_IMAGES = 47 * 6  # the synthetic test split
 RUN_PICTURES = {
@@ -92,7 +91,7 @@ def test_write_test_figures_without_a_trainer(tmp_path: Path) -> None:
     outputs = synthetic_test_outputs()
     settings = test_figures.TestFigureSettings(**configured_settings("callbacks.test_diagnostics"))
     with SummaryWriter(str(tmp_path / "tensorboard")) as writer:
-        written = test_figures.write_test_figures(outputs, BALANCED_CLASSES, FigureSink(tmp_path, [writer]), settings)
+        written = test_figures.write_test_figures(outputs, BALANCED.classes, FigureSink(tmp_path, [writer]), settings)
     pictures = {name: tag for name, tag in RUN_PICTURES.items() if tag.startswith("test/")}
     assert {path.name for path in written} == set(pictures) | {
         "confusion_matrix.csv",
@@ -135,7 +134,7 @@ def test_run_draws_every_picture(family: str, synthetic_dir: Path, tmp_path: Pat
     pairs = pd.read_csv(tmp_path / "confused_pairs.csv")
     assert pairs["count"].is_monotonic_decreasing
     for row in pairs.itertuples():
-        assert confusion[BALANCED_CLASSES.index(row.true), BALANCED_CLASSES.index(row.predicted)] == row.count
+        assert confusion[BALANCED.classes.index(row.true), BALANCED.classes.index(row.predicted)] == row.count
     per_class = pd.read_csv(tmp_path / "per_class_metrics.csv")
     assert len(per_class) == 47 and per_class["images"].sum() == TEST_IMAGES
     assert per_class["f1"].is_monotonic_increasing

@@ -41,6 +41,43 @@ def test_four_job_sweep_reports_four_rows(synthetic_dir: Path, tmp_path: Path) -
     assert list(tmp_path.glob("*/tensorboard/events.out.tfevents.*")), "every job logs to TensorBoard"
 
 
+def test_repeated_seeds_are_configurations_compared_with_the_baseline(synthetic_dir: Path, tmp_path: Path) -> None:
+    """-m optimizer=sgd,adam seed=1,2,3: 2 configurations of n=3 with mean ± sd and intervals, the paired
+    p-value against the baseline (sgd, the first), and the forest plot; then a run made from other code
+    is warned about."""
+    sweep(tmp_path, synthetic_dir, "optimizer=sgd,adam", "seed=1,2,3", "callbacks=no_pictures")
+    report.report(tmp_path, quiet=True)
+    configurations = pd.read_csv(tmp_path / "configurations.csv")
+    assert configurations["configuration"].tolist() == ["sgd", "adam"] and configurations["n"].tolist() == [3, 3]
+    assert configurations["test acc"].str.fullmatch(r"[\d.]+ ± [\d.]+ \[[\d.]+, [\d.]+\]").all()
+    adam = configurations.iloc[1]
+    assert adam["test"] == "paired t over seeds" and 0 <= float(adam["p (Holm)"]) <= 1 and adam["verdict"]
+    assert (tmp_path / "forest.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Configurations against the baseline (sgd)" in (tmp_path / "results.md").read_text()
+
+    first = tmp_path / "0" / "metrics.json"
+    record = json.loads(first.read_text())
+    record["provenance"]["git_commit"] = "0" * 40
+    first.write_text(json.dumps(record))
+    report.report(tmp_path, quiet=True)
+    assert "**Warning:** the runs differ in git_commit" in (tmp_path / "results.md").read_text()
+
+
+def test_two_runs_compared_image_by_image(synthetic_dir: Path, tmp_path: Path) -> None:
+    sweep(tmp_path / "runs", synthetic_dir, "optimizer=sgd,adam", "callbacks=no_pictures")
+    result = run_entry_point(
+        "emnist_lightning.cli.compare",
+        str(tmp_path / "runs" / "0"),
+        str(tmp_path / "runs" / "1"),
+        f"hydra.run.dir={tmp_path / 'compared'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "McNemar exact p =" in result.stdout and "B - A:" in result.stdout
+    for picture in ("per_class_difference.png", "b_right_a_wrong.png"):
+        assert (tmp_path / "compared" / picture).read_bytes()[:4] == b"\x89PNG", picture
+    assert "| class | B - A (points) |" in (tmp_path / "compared" / "compare.md").read_text()
+
+
 def test_failed_job_is_reported_and_the_rest_finish(synthetic_dir: Path, tmp_path: Path) -> None:
     sweep(tmp_path, synthetic_dir, "model.hidden_dims=[32,32,32],[32,32]")
     table = report.report(tmp_path, quiet=True)

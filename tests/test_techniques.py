@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from emnist_lightning.data import NUM_CLASSES, EMNISTDataModule
+from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.models import EMNISTClassifier, load_classifier
 from emnist_lightning.models.averaging import ExponentialMovingAverage
@@ -19,7 +19,7 @@ from emnist_lightning.models.checkpoints import read_checkpoint
 from emnist_lightning.models.classifier import balanced_class_weights
 from emnist_lightning.runs.config import compose
 from emnist_lightning.training.run import read_test_time_shift
-from tests.conftest import model_arguments, quick_trainer, synthetic_datamodule
+from tests.conftest import BALANCED, model_arguments, quick_trainer, synthetic_datamodule
 
 
 def classifier(**overrides) -> EMNISTClassifier:
@@ -87,7 +87,7 @@ def test_class_balanced_loss_weighs_rare_classes_up(tmp_path: Path, datamodule: 
     datamodule.setup("fit")
     labels = datamodule.train_set.labels
     keep = torch.ones(len(labels), dtype=torch.bool)
-    for label in range(0, NUM_CLASSES, 2):  # even classes become half as common as odd ones
+    for label in range(0, BALANCED.num_classes, 2):  # even classes become half as common as odd ones
         members = (labels == label).nonzero().flatten()
         keep[members[: len(members) // 2]] = False
     datamodule.train_set = datamodule.train_set.subset(keep.nonzero().flatten())

@@ -1,6 +1,7 @@
-"""EMNIST Balanced: the official files on disk (`files`, `idx`) and the data module that serves them."""
+"""EMNIST: its six splits (`splits`), their official files on disk (`files`, `idx`) and the data module
+that serves one of them."""
 
 from emnist_lightning.data.datamodule import EMNISTDataModule
-from emnist_lightning.data.files import BALANCED_CLASSES, MAPPING_FILE, NUM_CLASSES, SPLIT_FILES
+from emnist_lightning.data.splits import LEGACY_SPLIT, SPLITS, EMNISTSplit, emnist_split
 
-__all__ = ["BALANCED_CLASSES", "MAPPING_FILE", "NUM_CLASSES", "SPLIT_FILES", "EMNISTDataModule"]
+__all__ = ["LEGACY_SPLIT", "SPLITS", "EMNISTDataModule", "EMNISTSplit", "emnist_split"]

@@ -1,4 +1,4 @@
-"""The EMNIST Balanced data module: in-memory splits served to Lightning by index.
+"""The EMNIST data module: one split (Balanced, Letters, ...) in memory, served to Lightning by index.
 
 The whole split lives in memory as uint8 tensors. Batches are served by index (a sampler yields
 a slice of one permutation, the dataset slices the tensors once) and normalised per batch after
@@ -16,7 +16,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from emnist_lightning.data.augment import BatchAugment
-from emnist_lightning.data.files import BALANCED_CLASSES, Split, ensure_files, load_split, read_classes
+from emnist_lightning.data.files import ImageSet, check_mapping, ensure_files, find_file, load_split
+from emnist_lightning.data.splits import emnist_split
 from emnist_lightning.errors import ConfigError
 
 
@@ -124,7 +125,7 @@ class IndexBatches(Sampler[torch.Tensor]):
 class InMemoryDataset(Dataset):
     """A split indexed by a whole batch of indices at once (used with `batch_size=None`)."""
 
-    def __init__(self, split: Split) -> None:
+    def __init__(self, split: ImageSet) -> None:
         self.split = split
 
     def __len__(self) -> int:
@@ -137,12 +138,14 @@ class InMemoryDataset(Dataset):
 
 
 class EMNISTDataModule(L.LightningDataModule):
-    """EMNIST Balanced with a stratified, seeded validation split carved from train."""
+    """One EMNIST split (`split`: balanced, byclass, bymerge, letters, digits or mnist), with a stratified,
+    seeded validation set carved from its training part."""
 
     def __init__(
         self,
         data_dir: str | Path,
         *,
+        split: str,
         seed: int,
         cache_dir: str | Path | None,
         download: bool = True,
@@ -161,6 +164,7 @@ class EMNISTDataModule(L.LightningDataModule):
             raise ConfigError(f"data.val_fraction={val_fraction} must lie strictly between 0 and 1, e.g. 0.1")
         if batch_size < 1 or eval_batch_size < 1:
             raise ConfigError(f"data.batch_size={batch_size} and data.eval_batch_size={eval_batch_size} must be >= 1")
+        self.split = emnist_split(split)
         self.data_dir = Path(data_dir).expanduser()
         self.download = download
         self.val_fraction = val_fraction
@@ -173,34 +177,42 @@ class EMNISTDataModule(L.LightningDataModule):
         self.device_resident = device_resident
         self.augment = None if augment is None or augment.is_identity else augment
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None  # decoded splits (data/cache.py)
-        self.classes: tuple[str, ...] = BALANCED_CLASSES
         self.mean: float | None = None
         self.std: float | None = None
-        self.train_set: Split | None = None
-        self.val_set: Split | None = None
-        self.test_set: Split | None = None
+        self.train_set: ImageSet | None = None
+        self.val_set: ImageSet | None = None
+        self.test_set: ImageSet | None = None
         self.resume_position: tuple[int, int] | None = None  # (epoch, batches trained), from a checkpoint
 
     @property
+    def classes(self) -> tuple[str, ...]:
+        return self.split.classes
+
+    @property
     def num_classes(self) -> int:
-        return len(self.classes)
+        return self.split.num_classes
+
+    def source_files(self) -> list[Path]:
+        """The split's files as found in data_dir (for the run's record of its data)."""
+        found = (find_file(self.data_dir, name) for name in self.split.required_files)
+        return [path for path in found if path is not None]
 
     def prepare_data(self) -> None:
-        ensure_files(self.data_dir, self.download)
+        ensure_files(self.data_dir, self.split, self.download)
 
     def setup(self, stage: str | None = None) -> None:
         """Load what `stage` needs: for fitting, train and validation (with their normalisation stats) and
         the test split; for testing, the test split alone, whose stats come from the checkpoint."""
-        ensure_files(self.data_dir, download=False)
-        self.classes = read_classes(self.data_dir)
+        ensure_files(self.data_dir, self.split, download=False)
+        check_mapping(self.data_dir, self.split)
         if stage in ("fit", "validate", None) and self.train_set is None:
-            full_train = load_split(self.data_dir, "train", cache_dir=self.cache_dir)
+            full_train = load_split(self.data_dir, self.split, "train", cache_dir=self.cache_dir)
             train_indices, val_indices = stratified_split(full_train.labels, self.val_fraction, self.seed)
             self.train_set, self.val_set = full_train.subset(train_indices), full_train.subset(val_indices)
             self.mean, self.std = pixel_stats(self.train_set.images)
         # Fitting reads (and so validates) the test files too: a corrupt one then costs seconds, not a training.
         if stage in ("fit", "test", "predict", None) and self.test_set is None:
-            self.test_set = load_split(self.data_dir, "test", cache_dir=self.cache_dir)
+            self.test_set = load_split(self.data_dir, self.split, "test", cache_dir=self.cache_dir)
         device = self.resident_device()
         if device is not None:
             self.train_set, self.val_set, self.test_set = (
@@ -232,7 +244,7 @@ class EMNISTDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
 
-    def _loader(self, split: Split | None, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, split: ImageSet | None, batch_size: int, shuffle: bool) -> DataLoader:
         if split is None:
             raise RuntimeError("call setup() before asking for a dataloader")
         device = split.labels.device

@@ -1,9 +1,9 @@
 """Exporting a checkpoint as a model other programs can run: ONNX or TorchScript (`EXPORTERS`).
 
 The exported model takes raw upright 28x28 pixels in [0, 1], float32 (N, 1, 28, 28) with any N, and
-returns logits over the 47 classes; the training run's normalisation is inside the graph. Beside it,
-model.json names the classes in output order. The run dir gets both, and the largest difference between
-the exported model's logits and PyTorch's on a check batch is logged and saved in model.json.
+returns logits over the model's classes; the training run's normalisation is inside the graph. Beside it,
+model.json names the EMNIST split and its classes in output order. The run dir gets both, and the largest
+difference between the exported model's logits and PyTorch's on a check batch is logged and saved in model.json.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 
-from emnist_lightning.data import BALANCED_CLASSES
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.inference.models import (
     EXPORT_SUFFIXES,
@@ -67,11 +66,11 @@ def export(ckpt_path: str | Path, format: str, output_dir: Path, seed: int) -> t
         raise ConfigError(f"format={format} is not one of {', '.join(EXPORTERS)}")
     model = load_pixel_classifier(ckpt_path)
     path = output_dir / f"{MODEL_STEM}{EXPORT_SUFFIXES[format]}"
-    details = {"input": INPUT_NAME, "output": OUTPUT_NAME, "checkpoint": str(ckpt_path)}
-    write_classes(path, BALANCED_CLASSES, **details)  # before the check: loading the exported model reads it
+    details = {"split": model.split, "input": INPUT_NAME, "output": OUTPUT_NAME, "checkpoint": str(ckpt_path)}
+    write_classes(path, model.classes, **details)  # before the check: loading the exported model reads it
     EXPORTERS[format](model, path)
     difference = largest_logit_difference(model, path, torch.Generator().manual_seed(seed))
-    write_classes(path, BALANCED_CLASSES, **details, max_abs_logit_difference=difference)
+    write_classes(path, model.classes, **details, max_abs_logit_difference=difference)
     return path, difference
 
 

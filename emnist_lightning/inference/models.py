@@ -1,7 +1,8 @@
 """A trained model as a function of raw pixels: from a checkpoint, or from an exported ONNX/TorchScript file.
 
 Every model here takes upright 28x28 images in [0, 1], float32 (N, 1, 28, 28), with the training run's
-normalisation inside, so that an exported file needs nothing but the pixels and its class list.
+normalisation inside, so that an exported file needs nothing but the pixels and its class list. The
+classes are the model's own (its EMNIST split's), from the checkpoint or from model.json beside an export.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from emnist_lightning.data import BALANCED_CLASSES
 from emnist_lightning.errors import CheckpointError, ConfigError
 from emnist_lightning.models.checkpoints import classifier_of_checkpoint, read_checkpoint
 
@@ -27,11 +27,13 @@ EXPORT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 
 
 class PixelClassifier(nn.Module):
-    """Pixels in [0, 1] -> logits: the training split's standardisation, then the trained network."""
+    """Pixels in [0, 1] -> logits: the training split's standardisation, then the trained network, whose
+    outputs stand for `classes` of the EMNIST split `split`."""
 
-    def __init__(self, network: nn.Module, mean: float, std: float) -> None:
+    def __init__(self, network: nn.Module, mean: float, std: float, split: str, classes: tuple[str, ...]) -> None:
         super().__init__()
         self.network = network
+        self.split, self.classes = split, classes
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
 
@@ -42,13 +44,14 @@ class PixelClassifier(nn.Module):
 def load_pixel_classifier(ckpt_path: str | Path) -> PixelClassifier:
     """The checkpoint's network with the normalisation it was trained with, in eval mode on the CPU."""
     checkpoint = read_checkpoint(ckpt_path)
-    network = classifier_of_checkpoint(checkpoint, ckpt_path).network  # first: is the file a checkpoint of ours?
+    classifier = classifier_of_checkpoint(checkpoint, ckpt_path)  # first: is the file a checkpoint of ours?
     stats = checkpoint.get(DATAMODULE_KEY) or {}
     if stats.get("mean") is None or stats.get("std") is None:
         raise CheckpointError(
             f"checkpoint '{ckpt_path}' has no normalisation stats; use a checkpoint written by train.py"
         )
-    return PixelClassifier(network, float(stats["mean"]), float(stats["std"])).eval()
+    mean, std = float(stats["mean"]), float(stats["std"])
+    return PixelClassifier(classifier.network, mean, std, classifier.split, classifier.classes).eval()
 
 
 class Predictor(Protocol):
@@ -62,7 +65,7 @@ class Predictor(Protocol):
 @dataclass
 class TorchPredictor:
     model: nn.Module
-    classes: tuple[str, ...] = BALANCED_CLASSES
+    classes: tuple[str, ...]
 
     @torch.inference_mode()
     def logits(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -118,7 +121,8 @@ def open_predictor(path: str | Path | None) -> Predictor:
         except RuntimeError as err:
             raise CheckpointError(f"'{path}' is not a readable TorchScript model; export it again") from err
         return TorchPredictor(model.eval(), classes)
-    return TorchPredictor(load_pixel_classifier(path))
+    model = load_pixel_classifier(path)
+    return TorchPredictor(model, model.classes)
 
 
 @contextlib.contextmanager

@@ -25,6 +25,18 @@ CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", 
 MAX_UPLOAD_BYTES = 5_000_000  # a canvas PNG is tens of kilobytes
 
 
+def what_to_draw(classes: tuple[str, ...]) -> str:
+    """The page's invitation, from the classes the model knows (a Digits model reads no letters)."""
+    digits, letters = any(name.isdigit() for name in classes), any(name.isalpha() or "/" in name for name in classes)
+    if digits and letters:
+        return "A digit, a capital or a lower-case letter"
+    return "A digit, 0 to 9" if digits else "A letter, capital or lower-case"
+
+
+def model_description(predictor: Predictor) -> dict[str, Any]:
+    return {"classes": list(predictor.classes), "what_to_draw": what_to_draw(predictor.classes)}
+
+
 def prediction_of_png(predictor: Predictor, png: bytes, top_k: int) -> dict[str, Any]:
     """What the page shows for a drawing: the top-k characters, every class's probability and the 28x28
     view the model saw (rows of 0..1), or a message when nothing is drawn yet."""
@@ -47,6 +59,9 @@ class DemoHandler(BaseHTTPRequestHandler):
     top_k: int
 
     def do_GET(self) -> None:
+        if self.path == "/model":
+            self.reply(HTTPStatus.OK, json.dumps(model_description(self.predictor)).encode(), "application/json")
+            return
         name = "index.html" if self.path in ("/", "/index.html") else self.path.removeprefix("/static/")
         path = STATIC_DIR / name
         # Only files directly in static/: no '..' or sub-folders can reach anything else.

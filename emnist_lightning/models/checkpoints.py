@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from emnist_lightning.data import LEGACY_SPLIT, emnist_split
 from emnist_lightning.errors import CheckpointError, ConfigError
 from emnist_lightning.models.classifier import EMNISTClassifier
 from emnist_lightning.models.networks import keys_added_later
@@ -64,7 +65,16 @@ def classifier_arguments(checkpoint: dict[str, Any], path: str | Path) -> dict[s
                 f"checkpoint '{path}' was not written by emnist_lightning's train.py; it cannot be used here"
             )
         arguments["network"] = network
-    return keys_added_later(arguments["network"]) | arguments
+    return keys_added_later(arguments["network"]) | with_classes(arguments)
+
+
+def with_classes(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoints written before the six splits name no split: they were trained on Balanced."""
+    if "classes" in arguments:
+        return arguments
+    legacy = emnist_split(LEGACY_SPLIT)
+    arguments = {key: value for key, value in arguments.items() if key != "num_classes"}
+    return arguments | {"split": legacy.name, "classes": list(legacy.classes)}
 
 
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> EMNISTClassifier:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import lightning as L
@@ -14,7 +14,6 @@ from torch.optim import Optimizer
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from emnist_lightning.data import NUM_CLASSES
 from emnist_lightning.data.augment import shifted_views
 from emnist_lightning.errors import CheckpointError, ConfigError
 from emnist_lightning.models.metrics import accuracies, accuracy_metrics
@@ -46,13 +45,17 @@ class EMNISTClassifier(L.LightningModule):
     """Loss, metrics, L1/L2 penalties, optimizer and scheduler around the network called `network`.
 
     The network's name and arguments (`network_args`, the other keys of conf/model/) are saved as
-    hyperparameters, so `EMNISTClassifier.load_from_checkpoint(path, weights_only=True)` rebuilds any family.
+    hyperparameters with the EMNIST split and the class each output stands for, so
+    `EMNISTClassifier.load_from_checkpoint(path, weights_only=True)` rebuilds any family, and everything
+    downstream (evaluation, prediction, export, the drawing page) names the model's own classes.
     """
 
     def __init__(
         self,
         network: str,
-        num_classes: int = NUM_CLASSES,
+        *,
+        split: str,
+        classes: Sequence[str],
         optimizer: OptimizerFactory | None = None,
         scheduler: LRSchedule | None = None,
         l1: float = 0.0,
@@ -67,9 +70,11 @@ class EMNISTClassifier(L.LightningModule):
             raise ConfigError(f"regularization.l1={l1} and regularization.l2={l2} must be >= 0")
         if not 0 <= label_smoothing < 1:
             raise ConfigError(f"loss.label_smoothing={label_smoothing} must be in [0, 1), e.g. 0.1")
+        classes = [str(name) for name in classes]  # a list: saved in the checkpoint and hparams.yaml as it is
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.split, self.classes = split, tuple(classes)
+        num_classes = self.num_classes = len(self.classes)
         self.network = build_network(network, num_classes, **network_args)
-        self.num_classes = num_classes
         self.optimizer_factory = optimizer
         self.schedule = scheduler
         self.l1, self.l2 = l1, l2
@@ -169,11 +174,12 @@ class EMNISTClassifier(L.LightningModule):
             )
 
     def setup(self, stage: str) -> None:
-        data_classes = getattr(self.trainer.datamodule, "num_classes", self.num_classes)
-        if data_classes != self.num_classes:
+        data = self.trainer.datamodule
+        if tuple(getattr(data, "classes", self.classes)) != self.classes:
             raise CheckpointError(
-                f"the model predicts {self.num_classes} classes but the data has {data_classes}; "
-                "evaluate it on the split it was trained for"
+                f"the model was trained on EMNIST {self.split} ({self.num_classes} classes) but the data is "
+                f"EMNIST {data.split.name} ({data.num_classes} classes, not the same); test it on "
+                f"{self.split} files: data={self.split}"
             )
         if stage == "fit" and self.class_balanced:
             labels = self.trainer.datamodule.train_set.labels

@@ -83,7 +83,8 @@ def confusion_matrix_figure(
         np.fill_diagonal(values, np.nan)  # the correct predictions would drown out the confusions
     # Seaborn draws the whole figure once to check its tick labels: the layout engine and the colorbar,
     # which would make that draw cost as much as the real one, come after it.
-    fig, ax = plt.subplots(figsize=(13, 11))
+    side = max(8.0, 0.22 * len(classes) + 2.5)  # readable labels from 10 classes (Digits) to 62 (ByClass)
+    fig, ax = plt.subplots(figsize=(side * 1.15, side))
     sns.heatmap(
         values, ax=ax, cmap="rocket_r", square=True, xticklabels=list(classes), yticklabels=list(classes), cbar=False
     )
@@ -92,6 +93,8 @@ def confusion_matrix_figure(
     ax.set_xlabel("predicted", fontsize=13)
     ax.set_ylabel("true", fontsize=13)
     ax.tick_params(axis="both", labelsize=9, rotation=0)
+    if max(map(len, classes)) > 1:  # Letters' 'A/a' side by side would overlap
+        ax.tick_params(axis="x", rotation=90)
     ax.set_title(title, fontsize=15)
     return fig
 
@@ -322,4 +325,40 @@ def predictions_sheet_figure(
         model_view.set_title("model sees", fontsize=8)
         model_view.text(0.5, -0.08, reading, transform=model_view.transAxes, ha="center", va="top", fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+VERDICT_COLORS = {"helps": "#1a9850", "hurts": "#d73027", "not distinguishable": "#7f7f7f"}
+
+
+def forest_figure(comparisons: pd.DataFrame, baseline: str, metric: str = "test accuracy") -> Figure:
+    """Each configuration's difference from the baseline (points, in points of accuracy) with its 95%
+    interval (bars), coloured by the verdict after Holm's correction; the line at 0 is the baseline."""
+    rows = comparisons.dropna(subset=["difference"]).iloc[::-1]  # the sweep's first on top
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.6), layout="constrained")
+    for y, (_, row) in enumerate(rows.iterrows()):
+        color = VERDICT_COLORS.get(row["verdict"], "black")
+        centre, low, high = 100 * row["difference"], 100 * row["low"], 100 * row["high"]
+        ax.errorbar(centre, y, xerr=[[centre - low], [high - centre]], fmt="o", color=color, capsize=4, markersize=6)
+        ax.text(high, y, f"  p={row['p_holm']:.2g}", va="center", fontsize=8, color=color)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(rows)), [str(label) for label in rows["configuration"]])
+    ax.set_xlabel(f"difference in {metric} from the baseline (points; 95% interval)")
+    ax.set_title(f"Against the baseline: {baseline}")
+    handles = [plt.Line2D([], [], color=c, marker="o", linestyle="", label=v) for v, c in VERDICT_COLORS.items()]
+    ax.legend(handles=handles, fontsize=8, loc="best", title="after Holm's correction", title_fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    ax.margins(x=0.25)
+    return fig
+
+
+def per_class_difference_figure(difference: pd.Series, first: str, second: str) -> Figure:
+    """Per-class test accuracy of `second` minus `first` (points), one bar per class."""
+    fig, ax = plt.subplots(figsize=(max(8, 0.28 * len(difference) + 2), 4.5), layout="constrained")
+    colors = [VERDICT_COLORS["helps"] if value > 0 else VERDICT_COLORS["hurts"] for value in difference]
+    ax.bar(range(len(difference)), 100 * difference.to_numpy(), color=colors)
+    ax.set_xticks(range(len(difference)), [str(name) for name in difference.index], fontsize=8)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylabel("accuracy difference (points)")
+    ax.set_title(f"Per class: {second} minus {first} (green: {second} better)")
     return fig

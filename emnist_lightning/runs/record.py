@@ -32,6 +32,7 @@ class RunRecord:
     choices: dict[str, str] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
     peak_rss_mb: float | None = None
+    split: str | None = None  # the EMNIST split trained on (train) or tested on (evaluate)
     val_acc: float | None = None
     val_macro_acc: float | None = None
     val_loss: float | None = None
@@ -39,6 +40,8 @@ class RunRecord:
     test_macro_acc: float | None = None
     test_loss: float | None = None
     test_ece: float | None = None  # expected calibration error
+    test_acc_ci: list[float] | None = None  # 95% intervals: Wilson for accuracy, a bootstrap over test images
+    test_macro_acc_ci: list[float] | None = None  # for macro accuracy (study/statistics.py)
     epochs: int | None = None
     fit_seconds: float | None = None
     params: int | None = None
@@ -47,6 +50,7 @@ class RunRecord:
     checkpoint: str | None = None  # eval: the checkpoint tested
     history: dict[str, list[float]] = field(default_factory=dict)  # validation metrics per epoch
     seconds: dict[str, list[float]] = field(default_factory=dict)  # per train epoch, val pass, test pass
+    provenance: dict[str, Any] = field(default_factory=dict)  # code, versions, data, hardware (runs/provenance.py)
     laps: dict[str, float] = field(default_factory=dict)  # where the run's time went (training/callbacks.py)
     pictures: dict[str, float] = field(default_factory=dict)  # seconds drawing each figure
     started_at: float | None = None
@@ -57,6 +61,18 @@ class RunRecord:
     @classmethod
     def of_run(cls, context: RunContext, status: str, **fields: Any) -> RunRecord:
         return cls(status, choices=context.choices, overrides=context.overrides, peak_rss_mb=peak_rss_mb(), **fields)
+
+    def summary(self) -> str:
+        """The run's accuracies for the log, each test figure with its 95% interval."""
+
+        def figure(value: float | None, interval: list[float] | None) -> str:
+            if value is None:
+                return "n/a"
+            return f"{value:.4f}" + (f" [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "")
+
+        parts = [] if self.val_acc is None else [f"val acc {self.val_acc:.4f} (macro {self.val_macro_acc:.4f})"]
+        macro = figure(self.test_macro_acc, self.test_macro_acc_ci)
+        return ", ".join([*parts, f"test acc {figure(self.test_acc, self.test_acc_ci)} (macro {macro})"])
 
     @property
     def completed(self) -> bool:

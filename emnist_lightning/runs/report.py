@@ -1,7 +1,10 @@
 """The sweep report: compare the jobs of a sweep (`emnist-report <sweep dir>`, cli/report.py).
 
 Reads every job's metrics.json and .hydra/overrides.yaml under the sweep dir (jobs still running
-are counted, not shown) and writes results.csv, results.md and PNG plots next to them.
+are counted, not shown) and writes results.csv, results.md and PNG plots next to them. Jobs that differ
+only in their seed are repeats of one configuration: configurations.csv summarises each (n, mean, sd,
+interval) and compares it with the baseline (study/compare.py), forest.png draws the comparison, and the
+report warns when the runs differ in code, library versions or data (runs/provenance.py).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from rich.table import Table
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.pictures import plots
 from emnist_lightning.runs.config import parse_overrides
+from emnist_lightning.runs.provenance import differences
 from emnist_lightning.runs.record import TRAINED_STATUSES, RunRecord
+from emnist_lightning.study.compare import compare_with_baseline, summaries
 
 SWEEP_DIR_HINT = "pass a sweep dir such as outputs/train/multiruns/<time>, or a folder of runs (outputs/train/runs)"
 SEARCH_KEYS = ("search.storage", "search.study")
@@ -69,12 +74,13 @@ def read_job(job_dir: Path) -> dict[str, Any] | None:
     row.update({column: getattr(record, column) for column in METRIC_COLUMNS})
     row["error"] = record.error or ""
     row["history"] = record.history.get("val/acc", [])
+    row["job_dir"], row["provenance"], row["split"] = job_dir, record.provenance, record.split
     return row
 
 
 def varied_parameters(frame: pd.DataFrame) -> list[str]:
     """Override keys whose values differ between jobs: what the sweep compares."""
-    reserved = {"job", "status", "error", "history", *METRIC_COLUMNS}
+    reserved = {"job", "status", "error", "history", "job_dir", "provenance", "split", *METRIC_COLUMNS}
     candidates = [c for c in frame.columns if c not in reserved]
     # a key some jobs leave unset varies too: count "unset" as a value of its own
     varied = [c for c in candidates if frame[c].fillna("<unset>").astype(str).nunique() > 1]
@@ -167,17 +173,108 @@ def write_plots(frame: pd.DataFrame, varied: list[str], sweep_dir: Path) -> list
     return paths
 
 
-def report(sweep_dir: Path, quiet: bool = False) -> pd.DataFrame:
-    """Write results.csv, results.md and plots into `sweep_dir`; return the table."""
+def configuration_name(row: pd.Series, keys: list[str]) -> str:
+    if not keys:
+        return "all runs"
+    return str(row[keys[0]]) if len(keys) == 1 else ", ".join(f"{key.split('.')[-1]}={row[key]}" for key in keys)
+
+
+def percent(mean: float, sd: float | None = None, low: float | None = None, high: float | None = None) -> str:
+    """'85.41 ± 0.16 [85.2, 85.6]' (percent), leaving out what is unknown."""
+    text = f"{100 * mean:.2f}"
+    if sd is not None and not pd.isna(sd):
+        text += f" ± {100 * sd:.2f}"
+    if low is not None and not pd.isna(low):
+        text += f" [{100 * low:.2f}, {100 * high:.2f}]"
+    return text
+
+
+def study_table(summary: pd.DataFrame, compared: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """What a person reads: per configuration n, mean ± sd [95% interval] of each accuracy (percent), and
+    the difference in test accuracy from the baseline with its interval, p-value (Holm) and verdict."""
+    by_name = compared.set_index("configuration")
+    rows = []
+    for _, row in summary.iterrows():
+        shown = {"configuration": row["configuration"], "n": int(row["n"])}
+        for metric, title in (("val_acc", "val acc"), ("test_acc", "test acc"), ("test_macro_acc", "test macro acc")):
+            if f"{metric}_mean" in row and not pd.isna(row[f"{metric}_mean"]):
+                shown[title] = percent(*(row[f"{metric}_{part}"] for part in ("mean", "sd", "low", "high")))
+        if row["configuration"] == baseline:
+            shown |= {"Δ test acc [95%]": "baseline", "test": "", "p (Holm)": "", "verdict": ""}
+        else:
+            other = by_name.loc[row["configuration"]]
+            known = not pd.isna(other["difference"])
+            shown |= {
+                "Δ test acc [95%]": percent(other["difference"], None, other["low"], other["high"]) if known else "",
+                "test": other["test"],
+                "p (Holm)": f"{other['p_holm']:.3g}" if known else "",
+                "verdict": other["verdict"] if known else "",
+            }
+        rows.append(shown)
+    return pd.DataFrame(rows)
+
+
+def study(frame: pd.DataFrame, varied: list[str], sweep_dir: Path, baseline: str | None) -> tuple[pd.DataFrame, str]:
+    """The configurations of the completed jobs compared with `baseline` (default: the sweep's first); writes
+    configurations.csv and forest.png. Returns the table to show and the baseline's name."""
+    done = frame[frame["status"] == "completed"].copy()
+    done = done.sort_values("job_dir", key=lambda paths: paths.map(job_sort_key))  # the sweep's order
+    keys = [key for key in varied if key not in ("seed", "trial")]
+    done["configuration"] = done.apply(configuration_name, axis=1, keys=keys)
+    if "seed" not in done.columns:
+        done["seed"] = None
+    baseline = str(baseline) if baseline is not None else str(done["configuration"].iloc[0])
+    try:
+        compared = compare_with_baseline(done, baseline)
+    except ValueError as err:
+        raise ConfigError(f"{err}; name one with baseline=") from err
+    table = study_table(summaries(done), compared, baseline)
+    table.to_csv(sweep_dir / "configurations.csv", index=False)
+    if compared["difference"].notna().any():
+        plots.save_figure(plots.forest_figure(compared, baseline), sweep_dir / "forest.png")
+    return table, baseline
+
+
+def provenance_warnings(frame: pd.DataFrame) -> list[str]:
+    records = {row["job"]: row["provenance"] for _, row in frame.iterrows() if row["status"] == "completed"}
+    recorded = {job: values for job, values in records.items() if values}
+    return differences(recorded) if len(recorded) > 1 else []
+
+
+def report(sweep_dir: Path, quiet: bool = False, baseline: str | None = None) -> pd.DataFrame:
+    """Write results.csv, results.md and plots into `sweep_dir`, and, with two or more configurations, the
+    comparison of configurations; return the table of jobs."""
     frame, varied, running = collect(sweep_dir)
     if frame.empty:
         raise ConfigError(f"no finished jobs under '{sweep_dir}' ({running} running); {SWEEP_DIR_HINT}")
     table = frame[table_columns(varied)]
     table.to_csv(sweep_dir / "results.csv", index=False)
     title = f"{sweep_dir}: {len(frame)} finished jobs" + (f", {running} still running" if running else "")
-    (sweep_dir / "results.md").write_text(f"# {title}\n\nSorted by validation accuracy.\n\n{markdown_table(table)}")
+    text = f"# {title}\n\nSorted by validation accuracy.\n\n{markdown_table(table)}"
+    warnings = provenance_warnings(frame)
+    completed = frame[frame["status"] == "completed"]
+    comparable = "trial" not in varied and len(completed) > 1
+    configurations = study(frame, varied, sweep_dir, baseline) if comparable else None
+    if configurations is not None:
+        text += (
+            f"\n## Configurations against the baseline ({configurations[1]})\n\nPercent; mean ± sd over seeds "
+            "[95% interval]. Δ: paired t over seeds, or McNemar's exact test for single runs; p-values corrected "
+            f"by Holm's method.\n\n{markdown_table(configurations[0])}"
+        )
+    if warnings:
+        text += "\n" + "".join(f"**Warning:** {line}\n" for line in warnings)
+    (sweep_dir / "results.md").write_text(text)
     pictures = write_plots(frame, varied, sweep_dir)
     if not quiet:
         print_table(table.drop(columns="error") if not table["error"].astype(bool).any() else table, title)
-        print(f"wrote {sweep_dir / 'results.csv'}, results.md, " + ", ".join(p.name for p in pictures))
+        if configurations is not None:
+            print_table(configurations[0], f"configurations against the baseline ({configurations[1]})")
+        for line in warnings:
+            print(f"warning: {line}")
+        written = [
+            "results.md",
+            *(["configurations.csv"] if configurations is not None else []),
+            *(p.name for p in pictures),
+        ]
+        print(f"wrote {sweep_dir / 'results.csv'}, " + ", ".join(written))
     return table

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from emnist_lightning.data import LEGACY_SPLIT
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.models.checkpoints import read_checkpoint
 from emnist_lightning.runs.config import override_value, parse_overrides
@@ -75,6 +76,8 @@ def resumed_config(cfg: DictConfig, context: RunContext) -> DictConfig:
             key = override.key_or_group
             OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), merge=False)
     resumed.resume = str(run_dir)
+    if "split" not in resumed.data:  # a run from before the six splits trained on Balanced
+        resumed.data.split = LEGACY_SPLIT
     if resumed.get("search") is not None:  # a search trial continued by hand: its trial has been told already
         resumed.search.trial = None
     return resumed

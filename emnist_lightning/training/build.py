@@ -25,21 +25,25 @@ from emnist_lightning.training.callbacks import (
     MetricHistory,
     RandomState,
     Stopwatch,
+    TestPredictionsKeeper,
 )
 
 if TYPE_CHECKING:
     from emnist_lightning.search.pruning import TrialReport
 
 
-def build_datamodule(cfg: DictConfig) -> EMNISTDataModule:
+def build_datamodule(cfg: DictConfig, **overrides: Any) -> EMNISTDataModule:
     augment = cfg.get("augment")  # training batches only; evaluate.py composes none
-    return instantiate(cfg.data, augment=instantiate(augment) if augment else None)
+    return instantiate(cfg.data, augment=instantiate(augment) if augment else None, **overrides)
 
 
-def build_model(cfg: DictConfig) -> EMNISTClassifier:
+def build_model(cfg: DictConfig, datamodule: EMNISTDataModule) -> EMNISTClassifier:
+    """The configured classifier, with one output per class of the data module's split."""
     # Objects are passed after instantiation: Hydra would turn a dataclass kwarg into a dict.
     model_factory = instantiate(cfg.model, _partial_=True, _convert_="all")
     return model_factory(
+        split=datamodule.split.name,
+        classes=datamodule.classes,
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
         l1=cfg.regularization.l1,
@@ -62,14 +66,15 @@ class TrainingCallbacks:
 
     history: MetricHistory
     timer: EpochTimer
+    predictions: TestPredictionsKeeper
     trial: TrialReport | None  # a trial of an Optuna search reports its epochs to the study
     all: list[L.Callback]
 
 
 def build_training_callbacks(cfg: DictConfig, context: RunContext, stopwatch: Stopwatch) -> TrainingCallbacks:
-    history, timer = MetricHistory(), EpochTimer()
+    history, timer, predictions = MetricHistory(), EpochTimer(), TestPredictionsKeeper(context.output_dir, cfg.seed)
     # The timer runs first, so a pass's time excludes the figures other callbacks draw after it.
-    bookkeeping = [timer, history, LapClock(stopwatch), RandomState(), GracefulStop(context.stop_requests)]
+    bookkeeping = [timer, history, predictions, LapClock(stopwatch), RandomState(), GracefulStop(context.stop_requests)]
     averaging = [instantiate(cfg.weight_averaging)] if cfg.get("weight_averaging") else []
     trial = None
     search = cfg.get("search")
@@ -79,8 +84,18 @@ def build_training_callbacks(cfg: DictConfig, context: RunContext, stopwatch: St
         trial = TrialReport(search, pruner=HydraConfig.get().sweeper.get("pruner"))
     configured = build_entries(cfg.get("callbacks"))
     return TrainingCallbacks(
-        history, timer, trial, [*bookkeeping, *averaging, *([trial] if trial else []), *configured]
+        history, timer, predictions, trial, [*bookkeeping, *averaging, *([trial] if trial else []), *configured]
     )
+
+
+def mlflow_logger(tracking_uri: str, **settings: Any) -> L.pytorch.loggers.Logger:
+    """Lightning's MLFlowLogger (conf/logger/mlflow.yaml). MLflow 3 refuses a local file store unless it is
+    asked for; that store is the one that needs no server and no database driver, so it is allowed."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    if tracking_uri.startswith("file:") or "://" not in tracking_uri:
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return MLFlowLogger(tracking_uri=tracking_uri, **settings)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

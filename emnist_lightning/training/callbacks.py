@@ -1,5 +1,6 @@
-"""Callbacks that keep a run's bookkeeping and make it resumable: validation history, pass times,
-random-number states, and a clean stop on Ctrl-C or SIGTERM. Their state travels in checkpoints."""
+"""Callbacks that keep a run's bookkeeping and make it resumable: validation history, pass times, the
+test predictions and their intervals, random-number states, and a clean stop on Ctrl-C or SIGTERM. Their
+state travels in checkpoints."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from emnist_lightning.runs.signals import StopRequests
+from emnist_lightning.study.predictions import TestPredictions
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,45 @@ class MetricHistory(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = state_dict["history"]
+
+
+class TestPredictionsKeeper(L.Callback):
+    """Keeps every test image's true and predicted class (test_predictions.npz beside metrics.json, for
+    paired comparisons between runs) and the 95% intervals of the test accuracies, for metrics.json.
+
+    In a run of several processes each sees a shard of the test set, so there is no file of the whole
+    set in the test files' order: the intervals come from the main process's shard and no file is written.
+    """
+
+    def __init__(self, output_dir: Path, seed: int) -> None:
+        self.output_dir, self.seed = Path(output_dir), seed
+        self.labels: list[torch.Tensor] = []
+        self.predictions: list[torch.Tensor] = []
+        self.intervals: dict[str, list[float]] = {}
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.labels, self.predictions = [], []
+
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self.labels.append(outputs.labels.cpu())
+        self.predictions.append(outputs.logits.argmax(dim=1).cpu())
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.labels:
+            return
+        classes = tuple(getattr(pl_module, "classes", ()))
+        kept = TestPredictions(torch.cat(self.labels).numpy(), torch.cat(self.predictions).numpy(), classes)
+        self.intervals = kept.intervals(self.seed)
+        if trainer.world_size == 1:
+            kept.save(self.output_dir)
 
 
 class EpochTimer(L.Callback):

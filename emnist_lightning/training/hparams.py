@@ -1,11 +1,12 @@
-"""A run's hyperparameters with its final metrics, for TensorBoard's HParams dashboard."""
+"""A run's hyperparameters with its final metrics, for TensorBoard's HParams dashboard and the other
+trackers, and the end of the trackers' runs."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from emnist_lightning.runs.context import RunContext
@@ -45,3 +46,11 @@ def log_hparams(trainer: L.Trainer, cfg: DictConfig, context: RunContext, metric
             logger.log_hyperparams(params, metrics=hp_metrics)
         else:
             logger.log_hyperparams(params)
+
+
+def finish_tracker_runs(trainer: L.Trainer) -> None:
+    """End the trackers' runs that Lightning leaves open (W&B): their summary and config are written at the
+    end of a run, and the next job of a sweep starts a run of its own."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish()

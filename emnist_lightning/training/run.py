@@ -19,10 +19,11 @@ from emnist_lightning.errors import ConfigError
 from emnist_lightning.models import load_classifier
 from emnist_lightning.runs import resume
 from emnist_lightning.runs.context import RunContext
+from emnist_lightning.runs.provenance import provenance
 from emnist_lightning.runs.record import RunRecord, stage_metrics
 from emnist_lightning.training import build
-from emnist_lightning.training.callbacks import Stopwatch, early_stop_reason
-from emnist_lightning.training.hparams import log_hparams
+from emnist_lightning.training.callbacks import Stopwatch, TestPredictionsKeeper, early_stop_reason
+from emnist_lightning.training.hparams import finish_tracker_runs, log_hparams
 from emnist_lightning.training.pictures import FigureCallback
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,8 @@ def train(cfg: DictConfig, context: RunContext) -> RunRecord:
     check_process_launch(cfg.trainer, context)
     L.seed_everything(cfg.seed, workers=True)
     callbacks = build.build_training_callbacks(cfg, context, stopwatch)
-    datamodule, model = build.build_datamodule(cfg), build.build_model(cfg)
+    datamodule = build.build_datamodule(cfg)
+    model = build.build_model(cfg, datamodule)
     trainer = build.build_trainer(cfg, callbacks.all)
     stopwatch.lap("build")
 
@@ -50,6 +52,7 @@ def train(cfg: DictConfig, context: RunContext) -> RunRecord:
     fitted = {
         "epochs": trainer.current_epoch,
         "fit_seconds": round(time.time() - started_at, 2),
+        "split": model.split,
         "params": model.num_parameters,
         "history": copy.deepcopy(callbacks.history.history),
         "seconds": copy.deepcopy(callbacks.timer.seconds),
@@ -71,6 +74,7 @@ def train(cfg: DictConfig, context: RunContext) -> RunRecord:
     fitted["seconds"]["test"] = callbacks.timer.seconds["test"]
 
     log_hparams(trainer, cfg, context, metrics)
+    finish_tracker_runs(trainer)
     stopwatch.lap("hparams")
     record = RunRecord.of_run(
         context,
@@ -78,20 +82,15 @@ def train(cfg: DictConfig, context: RunContext) -> RunRecord:
         **metrics,
         **fitted,
         **figure_seconds(callbacks.all),
+        **callbacks.predictions.intervals,
+        provenance=provenance(datamodule.source_files(), str(trainer.precision)),
         best_checkpoint=best,
         stopped_early=early_stop_reason(trainer),
         finished_at=time.time(),
     )
     path = record.write(context.output_dir)
     if trainer.is_global_zero:  # in DDP the main process writes and reports
-        log.info(
-            "val acc %.4f (macro %.4f), test acc %.4f (macro %.4f); wrote %s",
-            record.val_acc,
-            record.val_macro_acc,
-            record.test_acc,
-            record.test_macro_acc,
-            path,
-        )
+        log.info("%s; wrote %s", record.summary(), path)
     return record
 
 
@@ -100,22 +99,28 @@ def evaluate(cfg: DictConfig, context: RunContext) -> RunRecord:
     if not cfg.get("ckpt_path"):
         raise ConfigError("no checkpoint given: run python evaluate.py ckpt_path=outputs/.../checkpoints/best.ckpt")
     L.seed_everything(cfg.seed, workers=True)
-    callbacks = build.build_entries(cfg.get("callbacks"))
+    predictions = TestPredictionsKeeper(context.output_dir, cfg.seed)
+    callbacks = [predictions, *build.build_entries(cfg.get("callbacks"))]
     model = load_classifier(cfg.ckpt_path)
     model.test_time_shift = read_test_time_shift(cfg)
     trainer = build.build_trainer(cfg, callbacks)
     # ckpt_path also restores the training run's normalisation stats into the data module.
-    results = trainer.test(model, datamodule=build.build_datamodule(cfg), ckpt_path=cfg.ckpt_path)
+    # data.split null (conf/data/model_split.yaml): the checkpoint's own split
+    datamodule = build.build_datamodule(cfg, split=cfg.data.split or model.split)
+    results = trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     record = RunRecord.of_run(
         context,
         "completed",
         **stage_metrics(results, "test"),
+        **predictions.intervals,
         **figure_seconds(callbacks),
+        provenance=provenance(datamodule.source_files(), str(trainer.precision)),
         checkpoint=str(cfg.ckpt_path),
+        split=datamodule.split.name,
         params=model.num_parameters,
     )
     path = record.write(context.output_dir)
-    log.info("test acc %.4f (macro %.4f); wrote %s", record.test_acc, record.test_macro_acc, path)
+    log.info("%s; wrote %s", record.summary(), path)
     return record
 
 

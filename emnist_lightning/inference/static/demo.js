@@ -1,5 +1,5 @@
 // The drawing page: strokes on #pad are sent as a PNG to /predict while drawing; the reply's top
-// characters become bars and its 28x28 view is drawn on #view.
+// characters become bars and its 28x28 view is drawn on #view. /model says what the model reads.
 "use strict";
 
 const pad = document.getElementById("pad");
@@ -126,3 +126,9 @@ ink.lineJoin = "round";
 ink.strokeStyle = "#000";
 document.getElementById("clear").addEventListener("click", clearPad);
 clearPad();
+
+// The invitation names what this model can read (a Digits model, digits only).
+fetch("/model")
+  .then((reply) => reply.json())
+  .then((model) => { document.getElementById("what").textContent = model.what_to_draw; })
+  .catch(() => {});
