@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+import yaml
 
 
 class SignalAtStep(L.Callback):
@@ -26,3 +28,14 @@ def signal_at_step(step: int, name: str) -> list[str]:
         f"+callbacks.signal.step={step}",
         f"+callbacks.signal.name={name}",
     ]
+
+
+def forget_signal(run_dir: Path) -> None:
+    """Take the test's signal callback out of a stopped run's folder, leaving it as a user's run leaves it:
+    resume= refuses a folder whose config builds something the project's configs do not."""
+    config_path, overrides_path = run_dir / ".hydra" / "config.yaml", run_dir / ".hydra" / "overrides.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["callbacks"].pop("signal", None)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    overrides = yaml.safe_load(overrides_path.read_text())
+    overrides_path.write_text(yaml.safe_dump([o for o in overrides if not o.startswith("+callbacks.signal.")]))

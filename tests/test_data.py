@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -239,3 +242,70 @@ def test_an_unwritable_cache_is_skipped_with_a_warning(
     with caplog.at_level(logging.WARNING):
         split = files.load_split(synthetic_dir, BALANCED, "test", cache_dir=blocked / "cache")
     assert len(split) == 47 * 6 and "cannot write the data cache" in caplog.text
+
+
+def test_an_entry_of_another_decoder_is_not_reused(
+    fresh_synthetic_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decoder's code is part of every entry's name: after an edit, the old entry is never read."""
+    cache_dir = tmp_path / "cache"
+    files.load_split(fresh_synthetic_dir, BALANCED, "test", cache_dir=cache_dir)
+    monkeypatch.setattr(files.cache, "decoder_version", lambda modules: "edited")
+    decoded = []
+    original = files.decode_split
+    monkeypatch.setattr(files, "decode_split", lambda *args: decoded.append(1) or original(*args))
+    files.load_split(fresh_synthetic_dir, BALANCED, "test", cache_dir=cache_dir)
+    assert decoded == [1] and len(list(cache_dir.glob("balanced-test-*.npz"))) == 2
+
+
+@pytest.mark.parametrize(
+    ("images", "labels", "problem"),
+    [
+        (np.zeros((3, 1, 28, 28), np.float32), np.zeros(3, np.int64), "not uint8"),
+        (np.zeros((3, 1, 28, 28), np.uint8), np.full(3, 99, np.int64), "labels outside 0..46"),
+        (np.zeros((3, 28, 28), np.uint8), np.zeros(3, np.int64), "not uint8 .N, 1, 28, 28."),
+    ],
+)
+def test_a_planted_cache_entry_is_refused(
+    fresh_synthetic_dir: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    images: np.ndarray,
+    labels: np.ndarray,
+    problem: str,
+) -> None:
+    """A shared cache folder can be written by others: an entry with the right name but the wrong dtype,
+    shape or labels is decoded afresh, with a warning."""
+    cache_dir = tmp_path / "cache"
+    expected = files.load_split(fresh_synthetic_dir, BALANCED, "test", cache_dir=cache_dir)
+    (entry,) = cache_dir.glob("balanced-test-*.npz")
+    np.savez(entry, images=images, labels=labels)
+    with caplog.at_level(logging.WARNING):
+        reloaded = files.load_split(fresh_synthetic_dir, BALANCED, "test", cache_dir=cache_dir)
+    assert torch.equal(reloaded.labels, expected.labels)
+    assert re.search(problem, caplog.text) and "not what the decoder makes" in caplog.text
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may search any folder")
+def test_a_cache_folder_that_cannot_be_searched_is_a_warning(
+    synthetic_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o000)
+    try:
+        with caplog.at_level(logging.WARNING):
+            split = files.load_split(synthetic_dir, BALANCED, "test", cache_dir=closed / "cache")
+    finally:
+        closed.chmod(0o700)
+    assert len(split) == 47 * 6 and "data cache" in caplog.text
+
+
+def test_partial_files_of_dead_writers_are_removed(synthetic_dir: Path, tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    orphan, fresh = cache_dir / ".old.npz.host.1.ab.partial", cache_dir / ".new.npz.host.2.cd.partial"
+    for path in (orphan, fresh):
+        path.write_bytes(b"half")
+    os.utime(orphan, (time.time() - 2 * 24 * 3600,) * 2)
+    files.load_split(synthetic_dir, BALANCED, "test", cache_dir=cache_dir)
+    assert not orphan.exists() and fresh.exists()  # another process may still be writing the fresh one

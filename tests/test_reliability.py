@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from emnist_lightning.errors import CheckpointError
 from emnist_lightning.models import load_classifier
 from tests.conftest import run_entry_point
-from tests.signals import signal_at_step
+from tests.signals import forget_signal, signal_at_step
 
 pytestmark = pytest.mark.slow
 
@@ -83,6 +84,7 @@ def test_run_killed_mid_epoch_resumes_to_the_same_result(
     assert killed.returncode == -9
     assert not (run_dir / "metrics.json").exists()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    forget_signal(run_dir)
     resumed = run_entry_point("train.py", f"resume={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_run(run_dir, uninterrupted)
@@ -100,6 +102,7 @@ def test_ctrl_c_stops_after_the_step_saves_and_resumes(
     assert f"python train.py resume={run_dir}" in interrupted["error"]
     assert f"resume with: python train.py resume={run_dir}" in stopped.stderr.strip().splitlines()[-1]
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    forget_signal(run_dir)
     resumed = run_entry_point("train.py", f"resume={run_dir}", "callbacks.progress_bar=null")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_run(run_dir, uninterrupted)
@@ -188,3 +191,30 @@ def test_the_malicious_checkpoints_would_run_if_unpickled_unsafely(tmp_path: Pat
             torch.load(checkpoint, weights_only=False)
         assert (tmp_path / "payload-ran").exists()
         (tmp_path / "payload-ran").unlink()
+
+
+def test_a_run_folder_with_a_planted_target_is_refused_and_the_payload_never_runs(
+    uninterrupted: Path, tmp_path: Path
+) -> None:
+    """A shared run folder whose config builds shutil.copy (or whose overrides set a _target_): resume= refuses
+    it in one line before anything is instantiated, and the file it would have written never appears."""
+    victim = tmp_path / "victim.txt"
+    for where in ("config", "overrides"):
+        run_dir = tmp_path / where
+        shutil.copytree(uninterrupted, run_dir)
+        if where == "config":
+            config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+            config["callbacks"]["x"] = {
+                "_target_": "shutil.copy",
+                "_args_": [str(run_dir / "metrics.json"), str(victim)],
+            }
+            (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+        else:
+            overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+            overrides.append("+callbacks.x._target_=shutil.copy")
+            (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+        result = run_entry_point("train.py", f"resume={run_dir}")
+        assert result.returncode == 1, where
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: resume=") and ("shutil.copy" in last), last
+        assert not victim.exists()

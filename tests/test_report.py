@@ -59,3 +59,14 @@ def test_the_report_command_on_a_missing_folder_is_one_line(tmp_path: Path) -> N
         f"error: '{tmp_path / 'nowhere'}' is not a folder; {report.SWEEP_DIR_HINT}"
     ]
     assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.parametrize("content", ["", '{"status": ', "[1, 2]"])
+def test_a_broken_metrics_file_is_a_broken_job_not_a_crash(tmp_path: Path, content: str) -> None:
+    fake_job(tmp_path / "0", ["optimizer=adam"], 0.80)
+    fake_job(tmp_path / "1", ["optimizer=sgd"], 0.82)
+    (tmp_path / "1" / "metrics.json").write_text(content)
+    table = report.report(tmp_path, quiet=True).set_index("job")
+    assert table.loc["1", "status"] == "broken" and "unreadable" in table.loc["1", "error"]
+    assert table.loc["0", "status"] == "completed"
+    assert sorted(path.name for path in (tmp_path / "0").iterdir()) == [".hydra", "metrics.json"]  # no temporary file

@@ -157,6 +157,9 @@ def test_an_exported_digits_model_names_digits(digits_checkpoint: Path, tmp_path
     described = json.loads(path.with_suffix(".json").read_text())
     assert described["split"] == "digits" and described["classes"] == sorted(DIGITS) and difference < 1e-4
     assert open_predictor(path).classes == tuple(sorted(DIGITS))
+    path.with_suffix(".json").write_text(json.dumps({"classes": list(BALANCED.classes)}))  # another model's list
+    with pytest.raises(CheckpointError, match="names 47 classes but model.pt has 10 outputs"):
+        open_predictor(path)
 
 
 @pytest.fixture
@@ -172,7 +175,11 @@ def test_the_drawing_page_of_a_digits_model_asks_for_digits(digits_server: str, 
     with urllib.request.urlopen(f"{digits_server}/model") as reply:
         model = json.loads(reply.read())
     assert model["classes"] == sorted(DIGITS) and model["what_to_draw"] == "A digit, 0 to 9"
-    request = urllib.request.Request(f"{digits_server}/predict", data=ink_png(tmp_path / "one.png").read_bytes())
+    request = urllib.request.Request(
+        f"{digits_server}/predict",
+        data=ink_png(tmp_path / "one.png").read_bytes(),
+        headers={"Content-Type": "image/png"},
+    )
     with urllib.request.urlopen(request) as reply:
         answer = json.loads(reply.read())
     assert set(answer["probabilities"]) == DIGITS

@@ -49,7 +49,7 @@ def test_repeated_seeds_are_configurations_compared_with_the_baseline(synthetic_
     report.report(tmp_path, quiet=True)
     configurations = pd.read_csv(tmp_path / "configurations.csv")
     assert configurations["configuration"].tolist() == ["sgd", "adam"] and configurations["n"].tolist() == [3, 3]
-    assert configurations["test acc"].str.fullmatch(r"[\d.]+ ± [\d.]+ \[[\d.]+, [\d.]+\]").all()
+    assert configurations["test acc"].str.fullmatch(r"[\d.]+ ± [\d.]+ \[-?[\d.]+, [\d.]+\]").all()
     adam = configurations.iloc[1]
     assert adam["test"] == "paired t over seeds" and 0 <= float(adam["p (Holm)"]) <= 1 and adam["verdict"]
     assert (tmp_path / "forest.png").read_bytes()[:4] == b"\x89PNG"

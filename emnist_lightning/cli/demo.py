@@ -22,6 +22,12 @@ log = logging.getLogger(__name__)
 
 def serve(cfg: DictConfig, context: RunContext) -> None:
     predictor = open_predictor(cfg.get("ckpt_path"))
+    if str(cfg.demo.host) not in ("127.0.0.1", "localhost", "::1"):
+        log.warning(
+            "demo.host=%s: the page and its predictions are open to other machines on the network, "
+            "with no login; use demo.host=127.0.0.1 to keep it to this one",
+            cfg.demo.host,
+        )
     try:
         server = make_server(predictor, cfg.demo.host, int(cfg.demo.port), int(cfg.demo.top_k))
     except OSError as err:

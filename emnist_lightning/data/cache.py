@@ -1,9 +1,11 @@
 """Decoded splits kept on disk, so that later runs skip decompressing and validating the IDX files.
 
-An entry is named by the BLAKE2 checksum of the files it was decoded from, so a changed file is decoded
-(and validated) afresh. Entries are .npz files, whose arrays carry zip CRC-32s checked on every read: an
-entry that was damaged or cut short is rebuilt, with a warning, never used. Only arrays that passed
-validation are cached.
+An entry is named by the split, a checksum of the code that decodes the files (`decoder_version`: edit
+the decoder and old entries are never read) and the BLAKE2 checksum of the files it was decoded from, so
+a changed file is decoded (and validated) afresh. Entries are .npz files, whose arrays carry zip CRC-32s
+checked on every read, and a read entry must still look like what the decoder makes (`check`): an entry
+that was damaged, cut short or planted in a shared cache folder is rebuilt, with a warning, never used.
+A cache folder that cannot be read or written is a warning, not an error.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
+import socket
+import time
 import zipfile
 from collections.abc import Callable, Sequence
 from contextlib import suppress
@@ -20,7 +25,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-ENTRY_FORMAT = 1  # part of every entry's name: a new layout never reads an old one
+Arrays = tuple[np.ndarray, np.ndarray]
+ORPHAN_AGE_S = 24 * 3600  # a partial file older than this was left by a process that died while writing
 
 
 def files_checksum(paths: Sequence[Path]) -> str:
@@ -30,34 +36,56 @@ def files_checksum(paths: Sequence[Path]) -> str:
     return digest.hexdigest()
 
 
+def decoder_version(modules: Sequence[Path]) -> str:
+    """A short checksum of the decoding code's source files."""
+    return files_checksum(modules)[:12]
+
+
 def cached_arrays(
-    cache_dir: Path, name: str, sources: Sequence[Path], decode: Callable[[], tuple[np.ndarray, np.ndarray]]
-) -> tuple[np.ndarray, np.ndarray]:
-    """`decode()`'s (images, labels), from the cache entry of these `sources` when there is a sound one."""
-    entry = cache_dir / f"{name}-v{ENTRY_FORMAT}-{files_checksum(sources)}.npz"
-    arrays = read_entry(entry) if entry.is_file() else None
+    cache_dir: Path,
+    name: str,
+    sources: Sequence[Path],
+    decode: Callable[[], Arrays],
+    version: str,
+    check: Callable[[np.ndarray, np.ndarray], str | None],
+) -> Arrays:
+    """`decode()`'s (images, labels), from the cache entry of these `sources` and decoder `version` when
+    there is a sound one: `check(images, labels)` returns why an entry is not, or None."""
+    entry = cache_dir / f"{name}-{version}-{files_checksum(sources)}.npz"
+    arrays = read_entry(entry, check)
     if arrays is None:
         arrays = decode()
         write_entry(entry, *arrays)
     return arrays
 
 
-def read_entry(entry: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """The entry's arrays, or None (with a warning) when it cannot be read whole: the zip format checks
-    each array's CRC-32 as it is read, so a damaged or cut-short entry is never returned."""
+def read_entry(entry: Path, check: Callable[[np.ndarray, np.ndarray], str | None]) -> Arrays | None:
+    """The entry's arrays, or None (with a warning, unless it is simply absent) when it cannot be read
+    whole or does not pass `check`: the zip format checks each array's CRC-32 as it is read."""
     try:
-        with np.load(entry) as stored:
-            return stored["images"], stored["labels"]
+        with np.load(entry, allow_pickle=False) as stored:
+            images, labels = stored["images"], stored["labels"]
+    except FileNotFoundError:
+        return None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
         log.warning("the data cache %s is unreadable (%s); decoding the IDX files again", entry, err)
         return None
+    problem = check(images, labels)
+    if problem is not None:
+        log.warning(
+            "the data cache %s is not what the decoder makes (%s); decoding the IDX files again", entry, problem
+        )
+        return None
+    return images, labels
 
 
 def write_entry(entry: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    """Write atomically (a temporary file renamed into place); a cache that cannot be written is skipped."""
-    partial = entry.with_name(f".{entry.name}.{os.getpid()}.partial")
+    """Write atomically (a temporary file of a name no other writer uses, renamed into place); a cache
+    that cannot be written is skipped with a warning. Partial files that dead writers left are removed."""
+    partial = entry.with_name(f".{entry.name}.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}.partial")
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
+        remove_orphans(entry.parent)
         with open(partial, "wb") as file:
             np.savez(file, images=images, labels=labels)
         os.replace(partial, entry)
@@ -67,3 +95,11 @@ def write_entry(entry: Path, images: np.ndarray, labels: np.ndarray) -> None:
         log.warning(
             "cannot write the data cache in %s (%s); set data.cache_dir to a writable folder", entry.parent, err
         )
+
+
+def remove_orphans(folder: Path) -> None:
+    cutoff = time.time() - ORPHAN_AGE_S
+    for orphan in folder.glob(".*.partial"):
+        with suppress(OSError):
+            if orphan.stat().st_mtime < cutoff:
+                orphan.unlink()

@@ -61,7 +61,7 @@ def ensure_files(data_dir: Path, split: EMNISTSplit, download: bool) -> None:
         if not missing:
             return
     raise DataError(
-        f"EMNIST {split.name} files not found in '{data_dir}' (nor in its EMNIST/raw/): missing "
+        f"EMNIST {split.title} files not found in '{data_dir}' (nor in its EMNIST/raw/): missing "
         f"{', '.join(f'{name}[.gz]' for name in missing)}; {reason}. Fix: go online and run with "
         "data.download=true, or point data.data_dir (or EMNIST_DATA_DIR) at a folder holding "
         "the official files"
@@ -123,9 +123,15 @@ def load_split(data_dir: Path, split: EMNISTSplit, stage: str, cache_dir: Path |
     def decode() -> tuple[np.ndarray, np.ndarray]:
         return decode_split(images_path, labels_path, split)
 
-    sources = (images_path, labels_path)
-    name = f"{split.name}-{stage}"
-    images, labels = cache.cached_arrays(cache_dir, name, sources, decode) if cache_dir else decode()
+    def check(images: np.ndarray, labels: np.ndarray) -> str | None:
+        return check_decoded(images, labels, split)
+
+    sources, name = (images_path, labels_path), f"{split.name}-{stage}"
+    if cache_dir:
+        version = cache.decoder_version([Path(__file__), Path(idx.__file__)])
+        images, labels = cache.cached_arrays(cache_dir, name, sources, decode, version, check)
+    else:
+        images, labels = decode()
     if len(labels) != split.official_count(stage):
         log.warning(
             "%s %s split has %d images, not the official %d: this is not the official EMNIST %s split, so "
@@ -137,6 +143,17 @@ def load_split(data_dir: Path, split: EMNISTSplit, stage: str, cache_dir: Path |
             split.name,
         )
     return ImageSet(torch.from_numpy(images), torch.from_numpy(labels))
+
+
+def check_decoded(images: np.ndarray, labels: np.ndarray, split: EMNISTSplit) -> str | None:
+    """Why arrays are not what `decode_split` makes of `split`'s files, or None."""
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (1, 28, 28):
+        return f"images are {images.dtype} {images.shape}, not uint8 (N, 1, 28, 28)"
+    if labels.dtype != np.int64 or labels.shape != (len(images),):
+        return f"labels are {labels.dtype} {labels.shape}, not int64 ({len(images)},)"
+    if len(labels) and (labels.min() < 0 or labels.max() >= split.num_classes):
+        return f"labels outside 0..{split.num_classes - 1}"
+    return None
 
 
 def decode_split(images_path: Path, labels_path: Path, split: EMNISTSplit) -> tuple[np.ndarray, np.ndarray]:

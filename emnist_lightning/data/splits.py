@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from emnist_lightning.errors import ConfigError
 
+TITLES = {"byclass": "ByClass", "bymerge": "ByMerge", "mnist": "MNIST"}
 DIGITS = tuple("0123456789")
 UPPER = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 LOWER = tuple("abcdefghijklmnopqrstuvwxyz")
@@ -32,6 +33,11 @@ class EMNISTSplit:
     official_train: int
     official_test: int
     first_label: int = 0  # Letters labels its classes 1..26
+
+    @property
+    def title(self) -> str:
+        """The split's name as the EMNIST paper writes it: ByClass, Balanced, MNIST."""
+        return TITLES.get(self.name, self.name.capitalize())
 
     @property
     def num_classes(self) -> int:

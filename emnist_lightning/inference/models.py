@@ -111,8 +111,8 @@ def open_predictor(path: str | Path | None) -> Predictor:
     if not path.is_file():
         raise CheckpointError(f"model '{path}' does not exist; pass ckpt_path= a .ckpt, .onnx or .pt file")
     if path.suffix == EXPORT_SUFFIXES["onnx"]:
-        classes = read_classes(path)
-        return OnnxPredictor(onnx_session(path), classes)
+        classes = read_classes(path)  # first: a model without its class list is of no use
+        return with_matching_classes(OnnxPredictor(onnx_session(path), classes), path)
     if path.suffix == EXPORT_SUFFIXES["torchscript"]:
         classes = read_classes(path)
         try:
@@ -120,9 +120,26 @@ def open_predictor(path: str | Path | None) -> Predictor:
                 model = torch.jit.load(str(path), map_location="cpu")
         except RuntimeError as err:
             raise CheckpointError(f"'{path}' is not a readable TorchScript model; export it again") from err
-        return TorchPredictor(model.eval(), classes)
+        return with_matching_classes(TorchPredictor(model.eval(), classes), path)
     model = load_pixel_classifier(path)
     return TorchPredictor(model, model.classes)
+
+
+def with_matching_classes(predictor: Predictor, path: Path) -> Predictor:
+    """An exported model whose model.json names as many classes as it has outputs; one clear error otherwise
+    (it would fail every prediction later)."""
+    try:
+        outputs = predictor.logits(torch.zeros(1, 1, 28, 28)).shape[-1]
+    except Exception as err:  # onnxruntime and TorchScript raise their own types for a model that will not run
+        raise CheckpointError(
+            f"'{path}' does not run on a 28x28 image ({type(err).__name__}); export it again"
+        ) from err
+    if outputs != len(predictor.classes):
+        raise CheckpointError(
+            f"'{classes_path(path)}' names {len(predictor.classes)} classes but {path.name} has {outputs} outputs; "
+            "they are not from one export: export the model again"
+        )
+    return predictor
 
 
 @contextlib.contextmanager

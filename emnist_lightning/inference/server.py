@@ -3,6 +3,11 @@
 Python's own `http.server` serves it: the page needs two routes on 127.0.0.1 for one user, so a web
 framework would add a dependency and nothing else. Every asset comes from `static/` in this package,
 so the page works offline.
+
+Any web page open in the user's browser can send requests to 127.0.0.1, so every request is untrusted:
+the Host must be the server's own name (no DNS rebinding), a POST's Origin the page's own, the body a PNG
+within a byte and pixel budget checked before it is decoded; a few worker threads answer, each socket
+with a timeout, and every bad request gets an HTTP error, never a traceback.
 """
 
 from __future__ import annotations
@@ -10,19 +15,62 @@ from __future__ import annotations
 import io
 import json
 import logging
+import socket
+import struct
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
-from emnist_lightning.inference.images import InputError, picture_sample, read_picture
+import numpy as np
+
+from emnist_lightning.inference.images import InputError, picture_sample
 from emnist_lightning.inference.models import Predictor
 from emnist_lightning.inference.results import predict_samples
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css"}
-MAX_UPLOAD_BYTES = 5_000_000  # a canvas PNG is tens of kilobytes
+MAX_UPLOAD_BYTES = 2_000_000  # a canvas PNG is tens of kilobytes
+MAX_DRAWING_PIXELS = 2048 * 2048  # the page's canvas is 280 x 280
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+WORKERS = 4
+SOCKET_TIMEOUT_S = 10
+
+
+class RefusedDrawing(Exception):
+    """A request body the page would never send, answered with `status`."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def drawing_pixels(png: bytes, name: str) -> np.ndarray:
+    """A PNG drawing as grey levels in [0, 1] (transparency as white paper), its size read from the header
+    before anything is decoded. Another format, a larger image or a damaged PNG is refused; a drawing too
+    small to read is an InputError, which the page shows."""
+    from PIL import Image
+
+    if len(png) < 24 or not png.startswith(PNG_SIGNATURE) or png[12:16] != b"IHDR":
+        raise RefusedDrawing(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "not a PNG image: the page sends PNG only")
+    width, height = struct.unpack(">II", png[16:24])
+    if width * height > MAX_DRAWING_PIXELS:
+        message = f"{width}x{height} pixels: a drawing has at most {MAX_DRAWING_PIXELS:,}"
+        raise RefusedDrawing(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, message)
+    try:
+        with Image.open(io.BytesIO(png), formats=["PNG"]) as image:
+            image.load()
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
+            grey = np.asarray(image.convert("L"), dtype=np.float32) / 255
+    except (OSError, ValueError, SyntaxError) as err:  # Pillow's errors for a damaged PNG
+        raise RefusedDrawing(HTTPStatus.BAD_REQUEST, f"a damaged PNG ({type(err).__name__})") from err
+    if min(grey.shape) < 2:
+        raise InputError(f"{name}: the image is {grey.shape[1]}x{grey.shape[0]} pixels, too small to hold a character")
+    return grey
 
 
 def what_to_draw(classes: tuple[str, ...]) -> str:
@@ -42,7 +90,7 @@ def prediction_of_png(predictor: Predictor, png: bytes, top_k: int) -> dict[str,
     view the model saw (rows of 0..1), or a message when nothing is drawn yet."""
     name = "the drawing"
     try:
-        sample = picture_sample(read_picture(io.BytesIO(png), name), name)  # as predict.py converts a file
+        sample = picture_sample(drawing_pixels(png, name), name)  # as predict.py converts a file
     except InputError as err:
         return {"message": str(err).removeprefix(f"{name}: ")}
     (prediction,) = predict_samples(predictor, [sample], len(predictor.classes))
@@ -57,39 +105,68 @@ def prediction_of_png(predictor: Predictor, png: bytes, top_k: int) -> dict[str,
 class DemoHandler(BaseHTTPRequestHandler):
     predictor: Predictor
     top_k: int
+    allowed_hosts: frozenset[str]  # host:port names the page may be reached by
+    static_files: dict[str, Path]  # the request path of every asset
+    timeout = SOCKET_TIMEOUT_S  # a client that stops sending loses its connection
 
     def do_GET(self) -> None:
+        if not self.host_allowed():
+            return
         if self.path == "/model":
             self.reply(HTTPStatus.OK, json.dumps(model_description(self.predictor)).encode(), "application/json")
             return
-        name = "index.html" if self.path in ("/", "/index.html") else self.path.removeprefix("/static/")
-        path = STATIC_DIR / name
-        # Only files directly in static/: no '..' or sub-folders can reach anything else.
-        if "/" in name or not path.is_file() or path.suffix not in CONTENT_TYPES:
+        path = self.static_files.get("/static/index.html" if self.path in ("/", "/index.html") else self.path)
+        if path is None:  # an allow-list: no name outside static/ can be reached, however it is spelt
             self.send_error(HTTPStatus.NOT_FOUND, "no such page")
             return
         self.reply(HTTPStatus.OK, path.read_bytes(), CONTENT_TYPES[path.suffix])
 
     def do_POST(self) -> None:
+        if not self.host_allowed():
+            return
         if self.path != "/predict":
             self.send_error(HTTPStatus.NOT_FOUND, "POST a PNG to /predict")
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if not 0 < length <= MAX_UPLOAD_BYTES:
-            self.send_error(HTTPStatus.BAD_REQUEST, "send the drawing as a PNG body of at most 5 MB")
+        origin = self.headers.get("Origin")
+        if origin is not None and origin.removeprefix("http://") not in self.allowed_hosts:
+            self.send_error(HTTPStatus.FORBIDDEN, "predictions are for the drawing page's own requests")
+            return
+        if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "image/png":
+            self.send_error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the drawing as image/png")
+            return
+        length = self.headers.get("Content-Length", "")
+        if not length.isdigit() or not 0 < int(length) <= MAX_UPLOAD_BYTES:
+            self.send_error(
+                HTTPStatus.BAD_REQUEST, f"send the drawing as a PNG body of at most {MAX_UPLOAD_BYTES:,} bytes"
+            )
             return
         try:
-            result = prediction_of_png(self.predictor, self.rfile.read(length), self.top_k)
+            body = self.rfile.read(int(length))
+            result = prediction_of_png(self.predictor, body, self.top_k)
+        except TimeoutError:  # the client stopped sending: nothing to answer
+            self.close_connection = True
+            return
+        except RefusedDrawing as err:
+            self.send_error(err.status, str(err))
+            return
         except Exception as err:  # one bad request must not stop the page for the next
             log.exception("prediction failed")
             result = {"message": f"the model could not read this drawing ({type(err).__name__}); clear and try again"}
         self.reply(HTTPStatus.OK, json.dumps(result).encode(), "application/json")
+
+    def host_allowed(self) -> bool:
+        """Requests must name this server (a DNS-rebinding page names its own domain)."""
+        if self.headers.get("Host", "") in self.allowed_hosts:
+            return True
+        self.send_error(HTTPStatus.BAD_REQUEST, "unexpected Host header: open the page at the address demo printed")
+        return False
 
     def reply(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
         self.end_headers()
         self.wfile.write(body)
 
@@ -97,7 +174,50 @@ class DemoHandler(BaseHTTPRequestHandler):
         log.debug("%s - %s", self.address_string(), format % args)
 
 
-def make_server(predictor: Predictor, host: str, port: int, top_k: int) -> ThreadingHTTPServer:
+class BoundedThreadingServer(HTTPServer):
+    """Answers requests on a fixed pool of threads: a flood of requests waits its turn instead of
+    starting a thread each."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="demo")
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.pool.submit(self.process_request_thread, request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # a connection dropped mid-reply: only that client is affected
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("request from %s ended early", client_address, exc_info=True)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def page_names(host: str, port: int) -> frozenset[str]:
+    """The Host headers the page accepts: the loopback names, and the host it was asked to serve on (for
+    0.0.0.0, this machine's name too)."""
+    names = set(LOOPBACK_NAMES)
+    if host in ("0.0.0.0", "::"):
+        names |= {socket.gethostname(), socket.getfqdn()}
+    else:
+        names.add(f"[{host}]" if ":" in host else host)
+    return frozenset(f"{name}:{port}" for name in names)
+
+
+def make_server(predictor: Predictor, host: str, port: int, top_k: int) -> BoundedThreadingServer:
     """A server for the page on host:port (port 0: any free port; server.server_port says which)."""
-    handler = type("BoundDemoHandler", (DemoHandler,), {"predictor": predictor, "top_k": top_k})
-    return ThreadingHTTPServer((host, port), handler)
+    assets = {f"/static/{path.name}": path for path in STATIC_DIR.iterdir() if path.suffix in CONTENT_TYPES}
+    handler = type("BoundDemoHandler", (DemoHandler,), {"predictor": predictor, "top_k": top_k, "static_files": assets})
+    server = BoundedThreadingServer((host, port), handler)
+    handler.allowed_hosts = page_names(host, server.server_port)
+    return server

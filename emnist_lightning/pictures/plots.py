@@ -132,13 +132,16 @@ def prediction_grid_figure(
 
 
 def accuracy_bars_figure(results: pd.DataFrame, varied: Sequence[str]) -> Figure:
-    """Test accuracy (and macro accuracy) per configuration, best first."""
-    ordered = results.sort_values("test_acc", ascending=False)
-    long = ordered.melt(
+    """Test accuracy (and macro accuracy) per configuration, best first; a configuration run with several
+    seeds is one bar, its mean, with the seeds' sd as the error bar."""
+    order = results.groupby("configuration")["test_acc"].mean().sort_values(ascending=False).index
+    long = results.melt(
         id_vars=["configuration"], value_vars=["test_acc", "test_macro_acc"], var_name="metric", value_name="accuracy"
     )
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(ordered) + 2), 5), layout="constrained")
-    sns.barplot(long, x="configuration", y="accuracy", hue="metric", ax=ax, palette="viridis")
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(order) + 2), 5), layout="constrained")
+    sns.barplot(
+        long, x="configuration", y="accuracy", hue="metric", order=order, errorbar="sd", ax=ax, palette="viridis"
+    )
     low = max(0.0, long["accuracy"].min() - 0.05)
     ax.set_ylim(low, min(1.0, long["accuracy"].max() + 0.02))
     ax.set_xlabel(", ".join(varied))
@@ -150,12 +153,16 @@ def accuracy_bars_figure(results: pd.DataFrame, varied: Sequence[str]) -> Figure
 
 
 def validation_curves_figure(results: pd.DataFrame) -> Figure:
-    """Validation accuracy per epoch, one line per job."""
+    """Validation accuracy per epoch, one line per job, one colour (and legend entry) per configuration."""
     fig, ax = plt.subplots(figsize=(9, 5.5), layout="constrained")
-    palette = sns.color_palette("husl", len(results))
-    for color, (_, row) in zip(palette, results.iterrows(), strict=True):
-        history = row["history"]
-        ax.plot(range(1, len(history) + 1), history, marker="o", markersize=3, color=color, label=row["configuration"])
+    names = list(dict.fromkeys(results["configuration"]))
+    colors = dict(zip(names, sns.color_palette("husl", len(names)), strict=True))
+    labelled: set[str] = set()
+    for _, row in results.iterrows():
+        history, name = row["history"], row["configuration"]
+        label = None if name in labelled else name  # the seeds of a configuration share one entry
+        labelled.add(name)
+        ax.plot(range(1, len(history) + 1), history, marker="o", markersize=3, color=colors[name], label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy")
     ax.set_title("Validation curves")

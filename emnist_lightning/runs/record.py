@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ class RunRecord:
     """One run's outcome. Accuracies are of the best checkpoint; absent values are left out of the file."""
 
     # completed, failed, interrupted (resumable), pruned (a search trial its pruner stopped), or fast_dev_run
-    # (a smoke test, not a trained model)
+    # (a smoke test, not a trained model); broken: a metrics.json that could not be read
     status: str
     choices: dict[str, str] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
@@ -86,18 +87,27 @@ class RunRecord:
             return path
         directory.mkdir(parents=True, exist_ok=True)
         values = {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(values, indent=2, default=str) + "\n")
-        os.replace(tmp, path)
+        # A name of its own (two writers never share one) in the same folder, on disk before the rename.
+        with tempfile.NamedTemporaryFile("w", dir=directory, prefix=f".{METRICS_FILE}.", delete=False) as tmp:
+            tmp.write(json.dumps(values, indent=2, default=str) + "\n")
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp.name, path)
         return path
 
     @classmethod
     def read(cls, directory: Path) -> RunRecord | None:
-        """The record in `directory`, or None while the run has not written one. Unknown keys are ignored."""
+        """The record in `directory`, or None while the run has not written one. Unknown keys are ignored; a
+        file that cannot be read is a record with status 'broken' that says why."""
         path = directory / METRICS_FILE
         if not path.is_file():
             return None
-        values = json.loads(path.read_text())
+        try:
+            values = json.loads(path.read_text())
+            if not isinstance(values, dict) or not isinstance(values.get("status"), str):
+                raise ValueError("no status")
+        except (OSError, ValueError) as err:  # JSONDecodeError is a ValueError
+            return cls("broken", error=f"{path} is unreadable ({err}); the job's record was lost: run it again")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})
 

@@ -24,7 +24,7 @@ from emnist_lightning.pictures import plots
 from emnist_lightning.runs.config import parse_overrides
 from emnist_lightning.runs.provenance import differences
 from emnist_lightning.runs.record import TRAINED_STATUSES, RunRecord
-from emnist_lightning.study.compare import compare_with_baseline, summaries
+from emnist_lightning.study.compare import SUMMARIZED, compare_with_baseline, summaries
 
 SWEEP_DIR_HINT = "pass a sweep dir such as outputs/train/multiruns/<time>, or a folder of runs (outputs/train/runs)"
 SEARCH_KEYS = ("search.storage", "search.study")
@@ -157,14 +157,15 @@ def write_plots(frame: pd.DataFrame, varied: list[str], sweep_dir: Path) -> list
     trained = frame[frame["status"].isin(TRAINED_STATUSES)].copy()  # pruned trials: curves, no test
     if not (trained["status"] == "completed").any():
         return []
-    trained["configuration"] = trained.apply(configuration_label, axis=1, varied=varied)
+    repeats = [key for key in varied if key != "seed"]  # the seeds of a configuration are one bar, one colour
+    trained["configuration"] = trained.apply(configuration_label, axis=1, varied=repeats if repeats else varied)
     done = trained[trained["status"] == "completed"]
     searched = "trial" in varied
     figures = {
-        "test_accuracy.png": plots.accuracy_bars_figure(done, ["trial"] if searched else varied),
+        "test_accuracy.png": plots.accuracy_bars_figure(done, ["trial"] if searched else repeats or varied),
         "val_curves.png": plots.validation_curves_figure(trained),
     }
-    if len(varied) == 2 and not searched:
+    if len(varied) == 2 and not searched and "seed" not in varied:  # seeds are repeats, not a parameter
         figures["accuracy_heatmap.png"] = plots.accuracy_heatmap_figure(done, *varied)
     paths = []
     for name, fig in figures.items():
@@ -196,7 +197,7 @@ def study_table(summary: pd.DataFrame, compared: pd.DataFrame, baseline: str) ->
     rows = []
     for _, row in summary.iterrows():
         shown = {"configuration": row["configuration"], "n": int(row["n"])}
-        for metric, title in (("val_acc", "val acc"), ("test_acc", "test acc"), ("test_macro_acc", "test macro acc")):
+        for metric, title in zip(SUMMARIZED, ("val acc", "val macro acc", "test acc", "test macro acc"), strict=True):
             if f"{metric}_mean" in row and not pd.isna(row[f"{metric}_mean"]):
                 shown[title] = percent(*(row[f"{metric}_{part}"] for part in ("mean", "sd", "low", "high")))
         if row["configuration"] == baseline:
@@ -214,9 +215,11 @@ def study_table(summary: pd.DataFrame, compared: pd.DataFrame, baseline: str) ->
     return pd.DataFrame(rows)
 
 
-def study(frame: pd.DataFrame, varied: list[str], sweep_dir: Path, baseline: str | None) -> tuple[pd.DataFrame, str]:
+def study(
+    frame: pd.DataFrame, varied: list[str], sweep_dir: Path, baseline: str | None
+) -> tuple[pd.DataFrame, str, list[str]]:
     """The configurations of the completed jobs compared with `baseline` (default: the sweep's first); writes
-    configurations.csv and forest.png. Returns the table to show and the baseline's name."""
+    configurations.csv and forest.png. Returns the table to show, the baseline's name and the files written."""
     done = frame[frame["status"] == "completed"].copy()
     done = done.sort_values("job_dir", key=lambda paths: paths.map(job_sort_key))  # the sweep's order
     keys = [key for key in varied if key not in ("seed", "trial")]
@@ -230,9 +233,11 @@ def study(frame: pd.DataFrame, varied: list[str], sweep_dir: Path, baseline: str
         raise ConfigError(f"{err}; name one with baseline=") from err
     table = study_table(summaries(done), compared, baseline)
     table.to_csv(sweep_dir / "configurations.csv", index=False)
+    written = ["configurations.csv"]
     if compared["difference"].notna().any():
         plots.save_figure(plots.forest_figure(compared, baseline), sweep_dir / "forest.png")
-    return table, baseline
+        written.append("forest.png")
+    return table, baseline, written
 
 
 def provenance_warnings(frame: pd.DataFrame) -> list[str]:
@@ -271,10 +276,6 @@ def report(sweep_dir: Path, quiet: bool = False, baseline: str | None = None) ->
             print_table(configurations[0], f"configurations against the baseline ({configurations[1]})")
         for line in warnings:
             print(f"warning: {line}")
-        written = [
-            "results.md",
-            *(["configurations.csv"] if configurations is not None else []),
-            *(p.name for p in pictures),
-        ]
+        written = ["results.md", *(configurations[2] if configurations else []), *(p.name for p in pictures)]
         print(f"wrote {sweep_dir / 'results.csv'}, " + ", ".join(written))
     return table

@@ -1,9 +1,12 @@
 """Continuing a stopped run in its own folder: `python train.py resume=<run dir> [trainer.max_epochs=N]`.
 
 The run's composed config (`.hydra/config.yaml`) is reused as it was, and Hydra writes no new `.hydra/`
-files. Only keys that cannot change what was trained so far may be given again. Training continues from
-`checkpoints/last.ckpt` with its epoch, optimizer, scheduler, metric and random states, and logs into the
-same TensorBoard folder, whose events after the checkpoint's step are replaced.
+files. A run folder may come from someone else, so its config is untrusted: every object it would build
+(`_target_`) must be one that the project's own configs, composed with the run's recorded overrides, build
+at the same place; anything else is refused before anything runs. Only keys that cannot change what was
+trained so far may be given again. Training continues from `checkpoints/last.ckpt` with its epoch,
+optimizer, scheduler, metric and random states, and logs into the same TensorBoard folder, whose events
+after the checkpoint's step are replaced.
 
 A SLURM job that the cluster requeues (after preemption or its time limit) continues the same way, by itself.
 """
@@ -12,13 +15,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from emnist_lightning.data import LEGACY_SPLIT
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.models.checkpoints import read_checkpoint
-from emnist_lightning.runs.config import override_value, parse_overrides
+from emnist_lightning.runs.config import compose, override_value, parse_overrides
 from emnist_lightning.runs.context import RunContext
 
 # Keys a resumed run may set: where the data is, how the process runs, and a longer run.
@@ -52,6 +57,7 @@ def resume_arguments(arguments: list[str]) -> list[str]:
         raise ConfigError("resume= continues one run; it cannot be combined with -m")
     run_dir = Path(str(run_dir_value)).expanduser().resolve()
     check_run_dir(run_dir)
+    check_targets(run_dir)
     others = [override for override in parse_overrides(arguments) if override.key_or_group != "resume"]
     for override in others:
         if not is_resumable(override.key_or_group):
@@ -65,6 +71,43 @@ def resume_arguments(arguments: list[str]) -> list[str]:
     read_checkpoint(run_dir / LAST_CHECKPOINT)  # refuses a checkpoint that is not plain data
     kept = [argument for argument in arguments if argument.startswith("-")] + [o.input_line for o in others]
     return [f"resume={run_dir}", *kept, f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
+
+
+def targets(node: Any, path: str = "") -> dict[str, str]:
+    """{'callbacks.model_checkpoint': 'lightning...ModelCheckpoint', ...}: what a config would instantiate."""
+    found: dict[str, str] = {}
+    if isinstance(node, dict):
+        if "_target_" in node:
+            found[path or "<root>"] = str(node["_target_"])
+        for key, value in node.items():
+            found |= targets(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found |= targets(value, f"{path}[{index}]")
+    return found
+
+
+def check_targets(run_dir: Path) -> None:
+    """Refuse a run folder whose config would build objects the project's configs do not (a planted
+    `_target_` such as shutil.copy runs when the config is instantiated)."""
+    recorded = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    planted = [o for o in recorded if any(word in str(o) for word in ("_target_", "_args_", "_partial_", "_call_"))]
+    if planted:
+        raise ConfigError(f"resume={run_dir}: its recorded overrides set {planted[0]!r}, which would run code; refused")
+    saved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=False)
+    try:
+        composed = compose("train", [str(o) for o in recorded if not str(o).startswith("hydra")], run_dir)
+    except Exception as err:  # the overrides no longer compose with this version's configs
+        raise ConfigError(
+            f"resume={run_dir}: its overrides do not compose with these configs ({err}); start a new run"
+        ) from err
+    expected = targets(OmegaConf.to_container(composed, resolve=False))
+    for path, target in targets({k: v for k, v in saved.items() if k != "hydra"}).items():
+        if expected.get(path) != target:
+            raise ConfigError(
+                f"resume={run_dir}: its .hydra/config.yaml would build {target} at {path}, which this project's "
+                "configs with the run's overrides do not; a run folder cannot bring code of its own: refused"
+            )
 
 
 def resumed_config(cfg: DictConfig, context: RunContext) -> DictConfig:

@@ -107,7 +107,7 @@ def evaluate(cfg: DictConfig, context: RunContext) -> RunRecord:
     # ckpt_path also restores the training run's normalisation stats into the data module.
     # data.split null (conf/data/model_split.yaml): the checkpoint's own split
     datamodule = build.build_datamodule(cfg, split=cfg.data.split or model.split)
-    results = trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    results = trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     record = RunRecord.of_run(
         context,
         "completed",
