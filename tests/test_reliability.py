@@ -16,6 +16,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from emnist_lightning.errors import CheckpointError
 from emnist_lightning.models import load_classifier
+from emnist_lightning.runs.config import override_text, override_value
+from emnist_lightning.runs.resume import resume_arguments
 from tests.conftest import run_entry_point
 from tests.signals import forget_signal, signal_at_step
 
@@ -218,3 +220,13 @@ def test_a_run_folder_with_a_planted_target_is_refused_and_the_payload_never_run
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith("error: resume=") and ("shutil.copy" in last), last
         assert not victim.exists()
+
+
+def test_a_run_folder_whose_name_holds_override_characters_can_be_resumed(uninterrupted: Path, tmp_path: Path) -> None:
+    """'=', ',', brackets and quotes in a run folder's path: resume= quotes it for Hydra, which reads it back
+    whole, as `resume=` and as the run dir."""
+    run_dir = tmp_path / "lr=0.1,seed=(1) it's"
+    shutil.copytree(uninterrupted, run_dir)
+    arguments = resume_arguments([f"resume={override_text(run_dir)}"])
+    assert override_value(arguments, "resume") == str(run_dir)
+    assert override_value(arguments, "hydra.run.dir") == str(run_dir)

@@ -3,6 +3,7 @@ command line's overrides with Hydra's own parser."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,9 @@ def compose(config_name: str, overrides: list[str], output_dir: Path) -> DictCon
     """Compose a config as a run would, with `output_dir` as the run dir."""
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = hydra_compose(
-            config_name, overrides=[f"paths.output_dir={output_dir}", *overrides], return_hydra_config=True
+            config_name,
+            overrides=[f"paths.output_dir={override_text(output_dir)}", *overrides],
+            return_hydra_config=True,
         )
     HydraConfig.instance().set_config(cfg)  # `${hydra:...}` interpolations read it
     return cfg
@@ -54,3 +57,12 @@ def override_value(arguments: list[str], key: str) -> Any:
     """The value the command line gives `key`, typed as Hydra types it (the last one wins), or None."""
     values = [override.value() for override in parse_overrides(arguments) if override.key_or_group == key]
     return values[-1] if values else None
+
+
+def override_text(value: object) -> str:
+    """`value` as Hydra's override grammar reads it back: quoted (single quotes, `\\'` inside) when it
+    holds characters the grammar gives a meaning to, such as `=`, `,`, brackets or quotes."""
+    text = str(value)
+    if re.fullmatch(r"[\w./~+@:-]+", text):
+        return text
+    return "'" + text.replace("'", "\\'") + "'"

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from emnist_lightning.data import LEGACY_SPLIT
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.models.checkpoints import read_checkpoint
-from emnist_lightning.runs.config import compose, override_value, parse_overrides
+from emnist_lightning.runs.config import compose, override_text, override_value, parse_overrides
 from emnist_lightning.runs.context import RunContext
 
 # Keys a resumed run may set: where the data is, how the process runs, and a longer run.
@@ -70,7 +70,8 @@ def resume_arguments(arguments: list[str]) -> list[str]:
         check_epochs(int(epochs), OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
     read_checkpoint(run_dir / LAST_CHECKPOINT)  # refuses a checkpoint that is not plain data
     kept = [argument for argument in arguments if argument.startswith("-")] + [o.input_line for o in others]
-    return [f"resume={run_dir}", *kept, f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
+    quoted = override_text(run_dir)  # a folder whose name holds '=' or ',' is still one value
+    return [f"resume={quoted}", *kept, f"hydra.run.dir={quoted}", "hydra.output_subdir=null"]
 
 
 def targets(node: Any, path: str = "") -> dict[str, str]:

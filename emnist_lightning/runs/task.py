@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from emnist_lightning.errors import ConfigError, UserError, find_user_error
-from emnist_lightning.runs.config import config_dir, override_value
+from emnist_lightning.runs.config import config_dir, override_text, override_value
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.host import configure_host, freeze_long_lived_objects
 from emnist_lightning.runs.record import METRICS_FILE, TRAINED_STATUSES, RunRecord
@@ -58,7 +59,8 @@ def check_output_location(arguments: list[str]) -> None:
     if explicit and not multirun and not overwrite and not requeued():  # a requeued job continues its run
         record = RunRecord.read(Path(explicit))
         if record is not None and record.status in ("completed", "interrupted"):
-            advice = f"resume it with resume={explicit}" if record.status == "interrupted" else "choose another folder"
+            resume_it = f"resume it with resume={override_text(explicit)}"
+            advice = resume_it if record.status == "interrupted" else "choose another folder"
             raise ConfigError(
                 f"hydra.run.dir={explicit} holds a {record.status} run; {advice}, or add overwrite=true to replace it"
             )
@@ -116,7 +118,8 @@ def run_task(task: Task, cfg: DictConfig) -> float | None:
 
 def record_interruption(context: RunContext, signal_name: str) -> None:
     resumable = (context.output_dir / LAST_CHECKPOINT).is_file()
-    how = f"resume with: python train.py resume={context.output_dir}" if resumable else "no checkpoint to resume from"
+    command = shlex.quote(f"resume={override_text(context.output_dir)}")
+    how = f"resume with: python train.py {command}" if resumable else "no checkpoint to resume from"
     message = f"stopped by {signal_name}; {how}"
     RunRecord.of_run(context, "interrupted", error=message).write(context.output_dir)
     print(f"interrupted: {message}", file=sys.stderr)
