@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -108,10 +108,7 @@ def read_picture(source: Path | BinaryIO, name: str | None = None) -> np.ndarray
         with image:
             image = ImageOps.exif_transpose(image)  # photos from phones are often stored rotated
             image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BOX)
-            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                paper = Image.new("RGBA", image.size, "white")
-                image = Image.alpha_composite(paper, image.convert("RGBA"))
-            grey = np.asarray(image.convert("L"), dtype=np.float32) / 255
+            grey = grey_on_white(image)
     except UnidentifiedImageError as err:
         raise InputError(f"{path}: not an image PIL can read (PNG, JPEG or BMP expected)") from err
     except Image.DecompressionBombError as err:
@@ -119,8 +116,21 @@ def read_picture(source: Path | BinaryIO, name: str | None = None) -> np.ndarray
         raise InputError(f"{path}: too large to open safely (over {limit:,} pixels); scale it down") from err
     except OSError as err:
         raise InputError(f"{path}: cannot read it ({err})") from err
+    return large_enough(grey, path)
+
+
+def grey_on_white(image: Any) -> np.ndarray:
+    """A PIL image as grey levels in [0, 1]; transparent parts count as white paper."""
+    from PIL import Image
+
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255
+
+
+def large_enough(grey: np.ndarray, name: str) -> np.ndarray:
     if min(grey.shape) < 2:
-        raise InputError(f"{path}: the image is {grey.shape[1]}x{grey.shape[0]} pixels, too small to hold a character")
+        raise InputError(f"{name}: the image is {grey.shape[1]}x{grey.shape[0]} pixels, too small to hold a character")
     return grey
 
 

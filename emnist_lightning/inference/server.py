@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from emnist_lightning.inference.images import InputError, picture_sample
+from emnist_lightning.inference.images import InputError, grey_on_white, large_enough, picture_sample
 from emnist_lightning.inference.models import Predictor
 from emnist_lightning.inference.results import predict_samples
 
@@ -62,15 +62,10 @@ def drawing_pixels(png: bytes, name: str) -> np.ndarray:
         raise RefusedDrawing(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, message)
     try:
         with Image.open(io.BytesIO(png), formats=["PNG"]) as image:
-            image.load()
-            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
-            grey = np.asarray(image.convert("L"), dtype=np.float32) / 255
+            grey = grey_on_white(image)
     except (OSError, ValueError, SyntaxError) as err:  # Pillow's errors for a damaged PNG
         raise RefusedDrawing(HTTPStatus.BAD_REQUEST, f"a damaged PNG ({type(err).__name__})") from err
-    if min(grey.shape) < 2:
-        raise InputError(f"{name}: the image is {grey.shape[1]}x{grey.shape[0]} pixels, too small to hold a character")
-    return grey
+    return large_enough(grey, name)
 
 
 def what_to_draw(classes: tuple[str, ...]) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from emnist_lightning.data import emnist_split
+from emnist_lightning.data import LEGACY_SPLIT, emnist_split
 from emnist_lightning.data.files import load_split
 from emnist_lightning.errors import ConfigError, DataError
 from emnist_lightning.pictures import plots
@@ -36,7 +36,7 @@ def test_images(run_dir: Path) -> np.ndarray | None:
         return None
     data = OmegaConf.load(config).get("data") or {}
     try:
-        split = emnist_split(data.get("split") or "balanced")
+        split = emnist_split(data.get("split") or LEGACY_SPLIT)  # run configs from before the splits
         return load_split(Path(str(data.get("data_dir"))).expanduser(), split, "test").images[:, 0].numpy()
     except (DataError, ConfigError, OSError, TypeError):
         return None

@@ -175,9 +175,8 @@ def write_plots(frame: pd.DataFrame, varied: list[str], sweep_dir: Path) -> list
 
 
 def configuration_name(row: pd.Series, keys: list[str]) -> str:
-    if not keys:
-        return "all runs"
-    return str(row[keys[0]]) if len(keys) == 1 else ", ".join(f"{key.split('.')[-1]}={row[key]}" for key in keys)
+    """A configuration's name: its varied keys but the seed, as the job table labels them."""
+    return configuration_label(row, keys) if keys else "all runs"
 
 
 def percent(mean: float, sd: float | None = None, low: float | None = None, high: float | None = None) -> str:
