@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import gzip
 import os
 import shutil
 import subprocess
@@ -72,9 +73,20 @@ def write_synthetic_emnist(
     return folder
 
 
+def write_gzip_bomb(path: Path, declared_images: int, zeros: int = 0) -> Path:
+    """A gzipped IDX image file whose header declares `declared_images` 28x28 images, followed by `zeros`
+    bytes of zeros: a few kilobytes on disk either way."""
+    header = bytes([0, 0, 0x08, 3]) + b"".join(d.to_bytes(4, "big") for d in (declared_images, 28, 28))
+    with gzip.open(path, "wb") as handle:
+        handle.write(header)
+        for _ in range(zeros // (1 << 20)):
+            handle.write(bytes(1 << 20))
+    return path
+
+
 def synthetic_datamodule(data_dir: str | Path, **settings: Any) -> EMNISTDataModule:
     """The data module on local files: Balanced, no download, no cache and seed 0 unless `settings` say otherwise."""
-    defaults = {"split": "balanced", "download": False, "seed": 0, "cache_dir": None}
+    defaults = {"split": "balanced", "download": False, "seed": 0, "cache_dir": None, "archive_url": None}
     return EMNISTDataModule(data_dir, **(defaults | settings))
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from emnist_lightning.data import files, idx
 from emnist_lightning.errors import DataError
-from tests.conftest import BALANCED
+from tests.conftest import BALANCED, write_gzip_bomb
 
 IMAGES = "emnist-balanced-train-images-idx3-ubyte"
 LABELS = "emnist-balanced-train-labels-idx1-ubyte"
@@ -114,10 +114,10 @@ def test_missing_files_message_names_everything(tmp_path: Path) -> None:
 
 
 def test_failed_download_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def offline(folder: Path, split: object) -> None:
+    def offline(archive: object, folder: Path) -> None:
         raise OSError("Network is unreachable")
 
-    monkeypatch.setattr(files, "download_official", offline)
+    monkeypatch.setattr(files, "fetch_archive", offline)
     with pytest.raises(DataError, match="the download failed \\(OSError: Network is unreachable\\)"):
         files.ensure_files(tmp_path, BALANCED, download=True)
 
@@ -137,3 +137,26 @@ def test_torchvision_layout_is_found(tmp_path: Path, synthetic_dir: Path) -> Non
             (raw / file.name.removesuffix(".gz")).write_bytes(src.read())
     assert files.missing_files(tmp_path, BALANCED) == []
     assert len(files.load_split(tmp_path, BALANCED, "test")) == 47 * 6
+
+
+def test_a_gzip_bomb_is_refused_before_it_is_decompressed(tmp_path: Path) -> None:
+    bomb = write_gzip_bomb(tmp_path / "bomb-idx3-ubyte.gz", declared_images=10**8)
+    with pytest.raises(DataError, match=r"header declares 78,400,000,016 bytes .* not an EMNIST file"):
+        idx.read_images(bomb)
+
+
+def test_decompression_stops_past_the_declared_size(tmp_path: Path) -> None:
+    """One image declared, 64 MB of zeros behind it: reading stops one byte past the image and refuses."""
+    bomb = write_gzip_bomb(tmp_path / "bomb-idx3-ubyte.gz", declared_images=1, zeros=64 << 20)
+    assert len(idx.read_bytes(bomb)) == 16 + 28 * 28 + 1
+    with pytest.raises(DataError, match="unexpected bytes after the data"):
+        idx.read_images(bomb)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_a_file_cut_short_is_told_from_its_size_alone(tmp_path: Path, gz: bool) -> None:
+    path = tmp_path / ("images-idx3-ubyte.gz" if gz else "images-idx3-ubyte")
+    idx.write_idx(path, np.random.default_rng(0).integers(0, 256, (50, 28, 28), dtype=np.uint8))
+    assert idx.incompleteness(path) is None
+    path.write_bytes(path.read_bytes()[: path.stat().st_size - 100])
+    assert idx.incompleteness(path) is not None

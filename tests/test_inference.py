@@ -34,7 +34,7 @@ from emnist_lightning.inference.models import load_pixel_classifier, open_predic
 from emnist_lightning.inference.segment import split_characters
 from emnist_lightning.inference.server import make_server
 from emnist_lightning.models import EMNISTClassifier
-from tests.conftest import run_entry_point, synthetic_datamodule
+from tests.conftest import run_entry_point, synthetic_datamodule, write_gzip_bomb
 
 
 def ink_extent(view: torch.Tensor, level: float = INK_THRESHOLD) -> tuple[int, int, int, int]:
@@ -150,6 +150,7 @@ def test_predict_reads_every_input_and_reports_the_bad_ones(synthetic_checkpoint
     np.save(inputs / "two.npy", np.zeros((2, 28, 28), dtype=np.uint8))
     (inputs / "broken.png").write_text("not an image")
     Image.new("L", (40, 40), 255).save(inputs / "blank.bmp")
+    write_gzip_bomb(inputs / "bomb-idx3-ubyte.gz", declared_images=10**8)
     run_dir = tmp_path / "run"
     result = run_entry_point(
         "predict.py", f"ckpt_path={synthetic_checkpoint}", f"inputs={inputs}", f"hydra.run.dir={run_dir}"
@@ -157,7 +158,8 @@ def test_predict_reads_every_input_and_reports_the_bad_ones(synthetic_checkpoint
     assert result.returncode == 1, result.stderr[-2000:]
     assert "skipped: " in result.stdout and "broken.png: not an image PIL can read" in result.stdout
     assert "blank.bmp: no ink found" in result.stdout
-    assert result.stderr.strip().splitlines()[-1] == "error: 2 of 5 inputs could not be predicted (listed above)"
+    assert "bomb-idx3-ubyte.gz: not a readable .npy or IDX image array" in result.stdout
+    assert result.stderr.strip().splitlines()[-1] == "error: 3 of 6 inputs could not be predicted (listed above)"
     records = json.loads((run_dir / "predictions.json").read_text())
     predicted = [record for record in records if "error" not in record]
     assert [record["file"] for record in predicted] == ["one.png", "two.npy[0]", "two.npy[1]"]

@@ -1,12 +1,22 @@
-"""metrics.json through its one owner, RunRecord."""
+"""metrics.json through its one owner, RunRecord, and what a full disk does to it and to checkpoints."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
+from typing import BinaryIO
 
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from emnist_lightning.errors import ConfigError
+from emnist_lightning.runs import task
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.record import METRICS_FILE, RunRecord, stage_metrics
+from emnist_lightning.training.build import AtomicCheckpointIO
 
 
 def test_record_round_trips_and_leaves_out_absent_values(tmp_path: Path) -> None:
@@ -32,3 +42,64 @@ def test_stage_metrics_become_record_fields() -> None:
     fields = stage_metrics(results, "test")
     assert fields == {"test_acc": 0.9, "test_macro_acc": 0.8, "test_loss": 0.3, "test_ece": 0.02}
     assert RunRecord("completed", **fields).test_ece == 0.02
+
+
+def full_disk(*args: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_keeps_the_previous_record_and_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context = RunContext(tmp_path)
+    RunRecord.of_run(context, "completed", val_acc=0.5).write(tmp_path)
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        RunRecord.of_run(context, "failed", error="later").write(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [METRICS_FILE]
+    assert RunRecord.read(tmp_path).status == "completed"
+
+
+@pytest.mark.parametrize("multirun", [True, False])
+def test_a_failure_record_that_cannot_be_written_does_not_hide_the_error(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    multirun: bool,
+) -> None:
+    """In a sweep the job still ends as failed (so the sweep goes on); alone, the run's own error is the one line."""
+    monkeypatch.setattr(RunContext, "from_hydra", classmethod(lambda cls, cfg: RunContext(tmp_path, multirun=multirun)))
+    monkeypatch.setattr(task, "configure_host", lambda cfg: None)
+    monkeypatch.setattr(RunRecord, "write", full_disk)
+
+    def broken_task(cfg: object, context: RunContext) -> float:
+        raise ConfigError("model.hidden_dims=[] needs three or more layers")
+
+    if multirun:
+        assert task.run_task(broken_task, OmegaConf.create({})) is None
+    else:
+        with pytest.raises(SystemExit) as ended:
+            task.run_task(broken_task, OmegaConf.create({}))
+        assert ended.value.code == 1
+        assert capsys.readouterr().err.strip() == "error: model.hidden_dims=[] needs three or more layers"
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert "model.hidden_dims=[] needs three or more layers" in logged and "No space left" in logged
+
+
+def test_a_checkpoint_cut_short_by_a_full_disk_leaves_the_previous_one_and_no_partial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    last = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"epoch": 1}, last)
+    before = last.read_bytes()
+
+    def save_half_then_fill_the_disk(checkpoint: object, file: BinaryIO) -> None:
+        file.write(b"half a checkpoint")
+        full_disk()
+
+    monkeypatch.setattr(torch, "save", save_half_then_fill_the_disk)
+    with pytest.raises(OSError, match="No space left"):
+        AtomicCheckpointIO().save_checkpoint({"epoch": 2}, last)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["last.ckpt"]
+    assert last.read_bytes() == before

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from emnist_lightning.errors import CheckpointError
@@ -105,9 +106,18 @@ def test_ctrl_c_stops_after_the_step_saves_and_resumes(
     assert f"resume with: python train.py resume={run_dir}" in stopped.stderr.strip().splitlines()[-1]
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     forget_signal(run_dir)
+    as_an_earlier_version_wrote_it(run_dir)
     resumed = run_entry_point("train.py", f"resume={run_dir}", "callbacks.progress_bar=null")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_run(run_dir, uninterrupted)
+
+
+def as_an_earlier_version_wrote_it(run_dir: Path) -> None:
+    """The run's config without the data keys later versions added (data.split, data.archive_url)."""
+    config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    for key in ("split", "archive_url"):
+        config.data.pop(key)
+    OmegaConf.save(config, run_dir / ".hydra" / "config.yaml")
 
 
 def test_sigterm_stops_like_ctrl_c_and_a_requeued_job_continues(

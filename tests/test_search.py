@@ -13,16 +13,20 @@ from pathlib import Path
 import optuna
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.runs import report
+from emnist_lightning.runs.config import compose
 from emnist_lightning.search.space import override_value, search_space
-from emnist_lightning.search.study import INTERRUPTED, open_storage
+from emnist_lightning.search.study import INTERRUPTED, open_storage, without_password
+from emnist_lightning.search.sweeper import OptunaSearch
 from tests.conftest import REPO_ROOT, run_entry_point
 from tests.signals import signal_at_step
 
+PASSWORD = "hunter2-not-in-any-file"
 # Small, quick trials: the test pictures are what a trial's job spends most time on, and searches skip them.
 TRIAL = [
     "model=mlp",
@@ -156,6 +160,11 @@ def test_interrupted_search_resumes_without_replaying(synthetic_dir: Path, tmp_p
     [
         ("optimizer.lr=tag(log,interval(0,1))", "error: optimizer.lr=tag(log,interval(0,1)): `low > 0` must hold"),
         ("hydra.sweeper.storage=null", "error: hydra.sweeper.storage is empty"),
+        ("hydra/launcher=slurm", "error: hydra.sweeper.storage is SQLite, but SLURM jobs run on other machines"),
+        (
+            f"hydra.sweeper.storage=postgresql://emnist:{PASSWORD}@127.0.0.1:9/db",
+            "error: hydra.sweeper.storage holds a password",
+        ),
     ],
 )
 def test_bad_search_settings_are_one_line(synthetic_dir: Path, tmp_path: Path, override: str, message: str) -> None:
@@ -163,3 +172,33 @@ def test_bad_search_settings_are_one_line(synthetic_dir: Path, tmp_path: Path, o
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr[-2000:]
     assert not list(tmp_path.glob("trial_*")), "no trial ran"
+    assert not [path for path in tmp_path.rglob("*") if path.is_file() and PASSWORD.encode() in path.read_bytes()]
+
+
+@pytest.mark.slow
+def test_a_damaged_study_is_one_line(synthetic_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "optuna.db").write_bytes(b"not a database" * 100)
+    result = run_entry_point("train.py", *search_command(tmp_path, synthetic_dir))
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    expected = f"error: cannot open the Optuna study in sqlite:///{tmp_path}/optuna.db"
+    assert last.startswith(expected), result.stderr[-2000:]
+    assert "move it away" in last and "Traceback" not in result.stderr
+    assert (tmp_path / "optuna.db").read_bytes() == b"not a database" * 100
+
+
+def test_a_password_from_the_environment_reaches_jobs_as_the_interpolation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweeper hands its jobs `${oc.env:...}`, so the password is in no trial's overrides, config or log,
+    yet each job's config resolves to the full URL."""
+    url = f"postgresql://emnist:{PASSWORD}@db.example/optuna"
+    monkeypatch.setenv("OPTUNA_STORAGE", url)
+    search = OptunaSearch("emnist", url, "maximize", 1, 1, None, OmegaConf.create({}), OmegaConf.create({}), None)
+    sweep_config = OmegaConf.create({"hydra": {"sweeper": {"storage": "${oc.env:OPTUNA_STORAGE}"}, "launcher": {}}})
+    search.check_storage(sweep_config)
+    trial = optuna.create_study().ask()
+    overrides = search.job_overrides(trial, [])
+    assert not [override for override in overrides if PASSWORD in override]
+    assert compose("train", overrides, tmp_path).search.storage == url
+    assert PASSWORD not in without_password(url)

@@ -115,3 +115,19 @@ def test_optuna_preset_searches(synthetic_dir: Path, tmp_path: Path) -> None:
     assert sorted(report.report(sweep_dir, quiet=True)["trial"]) == [0, 1]
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     assert results["study"] == "mlp_search" and results["trials"] == {"complete": 2}
+
+
+def test_an_in_process_sweep_frees_each_job_before_the_next(synthetic_dir: Path, tmp_path: Path) -> None:
+    """The basic launcher runs jobs one after another in one process: nothing of an earlier job (its model,
+    trainer, data) may stay alive, e.g. frozen by gc.freeze() before its cycles were collected."""
+    result = run_entry_point(
+        "tests/sweep_memory.py",
+        "-m",
+        f"data.data_dir={synthetic_dir}",
+        f"hydra.sweep.dir={tmp_path}",
+        *QUICK,
+        "optimizer=sgd,adam",
+        "regularization=none,l2",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"alive_at_start": [0, 0, 0, 0]}

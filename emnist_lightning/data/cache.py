@@ -82,7 +82,7 @@ def read_entry(entry: Path, check: Callable[[np.ndarray, np.ndarray], str | None
 def write_entry(entry: Path, images: np.ndarray, labels: np.ndarray) -> None:
     """Write atomically (a temporary file of a name no other writer uses, renamed into place); a cache
     that cannot be written is skipped with a warning. Partial files that dead writers left are removed."""
-    partial = entry.with_name(f".{entry.name}.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}.partial")
+    partial = partial_beside(entry)
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         remove_orphans(entry.parent)
@@ -95,6 +95,11 @@ def write_entry(entry: Path, images: np.ndarray, labels: np.ndarray) -> None:
         log.warning(
             "cannot write the data cache in %s (%s); set data.cache_dir to a writable folder", entry.parent, err
         )
+
+
+def partial_beside(path: Path) -> Path:
+    """A temporary name beside `path` that no other writer uses, on this machine or another sharing the folder."""
+    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}.partial")
 
 
 def remove_orphans(folder: Path) -> None:

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from emnist_lightning.data.augment import BatchAugment
+from emnist_lightning.data.download import Archive
 from emnist_lightning.data.files import ImageSet, check_mapping, ensure_files, find_file, load_split
 from emnist_lightning.data.splits import emnist_split
 from emnist_lightning.errors import ConfigError
@@ -148,7 +149,9 @@ class EMNISTDataModule(L.LightningDataModule):
         split: str,
         seed: int,
         cache_dir: str | Path | None,
+        archive_url: str | None,
         download: bool = True,
+        archive_md5: str | None = None,
         val_fraction: float = 0.1,
         batch_size: int = 256,
         eval_batch_size: int | None = None,
@@ -167,6 +170,7 @@ class EMNISTDataModule(L.LightningDataModule):
         self.split = emnist_split(split)
         self.data_dir = Path(data_dir).expanduser()
         self.download = download
+        self.archive = Archive.of(archive_url, archive_md5)
         self.val_fraction = val_fraction
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -198,7 +202,7 @@ class EMNISTDataModule(L.LightningDataModule):
         return [path for path in found if path is not None]
 
     def prepare_data(self) -> None:
-        ensure_files(self.data_dir, self.split, self.download)
+        ensure_files(self.data_dir, self.split, self.download, self.archive)
 
     def setup(self, stage: str | None = None) -> None:
         """Load what `stage` needs: for fitting, train and validation (with their normalisation stats) and

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from emnist_lightning.data import cache, idx
+from emnist_lightning.data.download import Archive, fetch_archive
 from emnist_lightning.data.splits import EMNISTSplit
 from emnist_lightning.errors import DataError
 
@@ -37,29 +38,37 @@ def missing_files(data_dir: Path, split: EMNISTSplit) -> list[str]:
     return [name for name in split.required_files if find_file(data_dir, name) is None]
 
 
-def download_official(data_dir: Path, split: EMNISTSplit) -> None:
-    """Fetch the official EMNIST archive (md5 checked by torchvision) into data_dir/EMNIST/raw: it holds
-    all six splits."""
-    from torchvision.datasets import EMNIST
-
-    log.info("Downloading the official EMNIST archive (about 560 MB) into %s", data_dir)
-    EMNIST(root=str(data_dir), split=split.name, download=True)
+def incomplete_files(data_dir: Path, split: EMNISTSplit) -> dict[Path, str]:
+    """The split's files that are present but cut short (an interrupted download or copy), with why."""
+    found = (find_file(data_dir, name) for name in split.required_files)
+    reasons = {path: idx.incompleteness(path) for path in found if path is not None}
+    return {path: reason for path, reason in reasons.items() if reason is not None}
 
 
-def ensure_files(data_dir: Path, split: EMNISTSplit, download: bool) -> None:
-    """Make sure the split's four files are present, downloading them when allowed."""
-    missing = missing_files(data_dir, split)
-    if not missing:
+def ensure_files(data_dir: Path, split: EMNISTSplit, download: bool, archive: Archive | None = None) -> None:
+    """Make sure the split's four files are present and whole, downloading the archive when allowed (into
+    data_dir/EMNIST/raw, whose cut-short files it replaces)."""
+    raw_dir = candidate_dirs(data_dir)[-1]
+    missing, incomplete = missing_files(data_dir, split), incomplete_files(data_dir, split)
+    if not missing and not incomplete:
         return
     reason = "download is off (data.download=false)"
-    if download:
+    if download and any(path.parent != raw_dir for path in incomplete):
+        reason = "it lies outside EMNIST/raw/, which a download fills, so it is not replaced"
+    elif download:
         try:
-            download_official(data_dir, split)
-        except Exception as err:  # any network, disk or checksum failure means the same fix
-            reason = f"the download failed ({type(err).__name__}: {err})"
-        missing = missing_files(data_dir, split)
-        if not missing:
+            fetch_archive(archive or Archive(), raw_dir)
+        except (DataError, OSError, ValueError) as err:  # network, disk, checksum: the same fix
+            reason = f"the download failed ({err if isinstance(err, DataError) else f'{type(err).__name__}: {err}'})"
+        missing, incomplete = missing_files(data_dir, split), incomplete_files(data_dir, split)
+        if not missing and not incomplete:
             return
+    if incomplete:
+        path, why = next(iter(incomplete.items()))
+        raise DataError(
+            f"{path} is incomplete ({why}); {reason}. Fix: delete it and run with data.download=true, or copy "
+            "the file again"
+        )
     raise DataError(
         f"EMNIST {split.title} files not found in '{data_dir}' (nor in its EMNIST/raw/): missing "
         f"{', '.join(f'{name}[.gz]' for name in missing)}; {reason}. Fix: go online and run with "

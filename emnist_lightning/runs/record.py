@@ -89,9 +89,13 @@ class RunRecord:
         values = {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
         # A name of its own (two writers never share one) in the same folder, on disk before the rename.
         with tempfile.NamedTemporaryFile("w", dir=directory, prefix=f".{METRICS_FILE}.", delete=False) as tmp:
-            tmp.write(json.dumps(values, indent=2, default=str) + "\n")
-            tmp.flush()
-            os.fsync(tmp.fileno())
+            try:
+                tmp.write(json.dumps(values, indent=2, default=str) + "\n")
+                tmp.flush()
+                os.fsync(tmp.fileno())
+            except BaseException:  # a full disk: the previous record stays, no temporary file
+                Path(tmp.name).unlink(missing_ok=True)
+                raise
         os.replace(tmp.name, path)
         return path
 

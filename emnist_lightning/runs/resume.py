@@ -122,6 +122,9 @@ def resumed_config(cfg: DictConfig, context: RunContext) -> DictConfig:
     resumed.resume = str(run_dir)
     if "split" not in resumed.data:  # a run from before the six splits trained on Balanced
         resumed.data.split = LEGACY_SPLIT
+    current = OmegaConf.to_container(cfg.data, resolve=False)
+    for key in current.keys() - resumed.data.keys():  # keys a newer version added, e.g. data.archive_url
+        resumed.data[key] = current[key]
     if resumed.get("search") is not None:  # a search trial continued by hand: its trial has been told already
         resumed.search.trial = None
     return resumed

@@ -107,7 +107,8 @@ def run_task(task: Task, cfg: DictConfig) -> float | None:
             raise
         user_error = find_user_error(err) or (err if isinstance(err, FloatingPointError) else None)
         message = str(user_error) if user_error is not None else f"{type(err).__name__}: {err}"
-        RunRecord.of_run(context, "failed", error=message, traceback=traceback.format_exc()).write(context.output_dir)
+        failure = RunRecord.of_run(context, "failed", error=message, traceback=traceback.format_exc())
+        keep_record(failure, context, message)
         if context.multirun:
             log.error("job failed: %s", message)
             return None
@@ -116,12 +117,21 @@ def run_task(task: Task, cfg: DictConfig) -> float | None:
         fail(message)
 
 
+def keep_record(record: RunRecord, context: RunContext, message: str) -> None:
+    """Write how the job ended; when even that fails (a full disk, a quota), say both in the log instead of
+    letting the second error hide the first, or end a sweep whose other jobs may still run."""
+    try:
+        record.write(context.output_dir)
+    except OSError as err:
+        log.error("the job ended (%s) but its %s could not be written: %s", message, METRICS_FILE, err)
+
+
 def record_interruption(context: RunContext, signal_name: str) -> None:
     resumable = (context.output_dir / LAST_CHECKPOINT).is_file()
     command = shlex.quote(f"resume={override_text(context.output_dir)}")
     how = f"resume with: python train.py {command}" if resumable else "no checkpoint to resume from"
     message = f"stopped by {signal_name}; {how}"
-    RunRecord.of_run(context, "interrupted", error=message).write(context.output_dir)
+    keep_record(RunRecord.of_run(context, "interrupted", error=message), context, message)
     print(f"interrupted: {message}", file=sys.stderr)
 
 

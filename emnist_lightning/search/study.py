@@ -15,6 +15,8 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 from optuna.visualization import matplotlib as optuna_plots
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 from emnist_lightning.pictures.plots import save_figure
 
@@ -38,6 +40,27 @@ def open_storage(url: str) -> BaseStorage:
     # Workers of one machine take turns on SQLite's lock; the default 5 s wait is short for a busy disk.
     engine = {"connect_args": {"timeout": 60}} if url.startswith(SQLITE_PREFIX) else None
     return RDBStorage(url, engine_kwargs=engine)
+
+
+def database_url(url: str) -> URL | None:
+    """SQLAlchemy's reading of a database URL; None for a journal file or what SQLAlchemy cannot read."""
+    if url.startswith(JOURNAL_PREFIX):
+        return None
+    try:
+        return make_url(url)
+    except ArgumentError:
+        return None
+
+
+def without_password(url: str) -> str:
+    """The URL as logs may show it: a database password replaced by ***."""
+    parsed = database_url(url)
+    return url if parsed is None else parsed.render_as_string(hide_password=True)
+
+
+def has_password(url: str) -> bool:
+    parsed = database_url(url)
+    return parsed is not None and parsed.password is not None
 
 
 def creation_lock(url: str) -> AbstractContextManager[object]:

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution
 from optuna.trial import Trial, TrialState
 
@@ -28,10 +29,13 @@ from emnist_lightning.search.space import override_value, search_space
 from emnist_lightning.search.study import (
     INTERRUPTED,
     PRUNED_AT,
+    SQLITE_PREFIX,
     counts_toward_budget,
     creation_lock,
+    has_password,
     open_storage,
     trial_of,
+    without_password,
     write_outcome,
 )
 
@@ -64,30 +68,63 @@ class OptunaSearch:
         self.n_trials, self.n_jobs, self.max_trials = n_trials, n_jobs, max_trials
         self.sampler, self.pruner = sampler, pruner
         self.params = {str(key): str(value) for key, value in (params or {}).items()}
+        self.storage_for_jobs = storage
         self.launcher: Any = None
         self.sweep_dir: Path | None = None
         self.job_index = 0
 
     def setup(self, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.check_storage(config)
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
         self.sweep_dir = Path(config.hydra.sweep.dir)
 
-    def open_study(self) -> optuna.Study:
-        with creation_lock(self.storage_url):
-            return optuna.create_study(
-                study_name=self.study_name,
-                storage=open_storage(self.storage_url),
-                direction=self.direction,
-                pruner=instantiate(self.pruner),
-                load_if_exists=True,
+    def check_storage(self, config: DictConfig) -> None:
+        """Refuse what would break or leak: SQLite shared by jobs on other machines (its locks are unreliable
+        on network filesystems), and a password written out in the command line or config, which Hydra
+        copies into every trial's files. A password read from the environment stays there: the jobs get the
+        interpolation, not its value."""
+        written = OmegaConf.to_container(config.hydra.sweeper, resolve=False)["storage"]
+        launcher = str(config.hydra.launcher.get("_target_", ""))
+        if self.storage_url.startswith(SQLITE_PREFIX) and "slurm" in launcher.lower():
+            raise ConfigError(
+                "hydra.sweeper.storage is SQLite, but SLURM jobs run on other machines, where SQLite's locking on a "
+                "shared filesystem is unreliable; use hydra.sweeper.storage=journal:${hydra.sweep.dir}/optuna.journal "
+                "or a database server's URL"
             )
+        if has_password(self.storage_url):
+            if "${" not in str(written):
+                raise ConfigError(
+                    "hydra.sweeper.storage holds a password, which would be written into every trial's files and "
+                    "logs; put the URL in an environment variable and pass "
+                    "hydra.sweeper.storage='${oc.env:OPTUNA_STORAGE}'"
+                )
+            self.storage_for_jobs = str(written)
+
+    def open_study(self) -> optuna.Study:
+        try:
+            with creation_lock(self.storage_url):
+                return optuna.create_study(
+                    study_name=self.study_name,
+                    storage=open_storage(self.storage_url),
+                    direction=self.direction,
+                    pruner=instantiate(self.pruner),
+                    load_if_exists=True,
+                )
+        except (sqlalchemy.exc.SQLAlchemyError, ValueError, KeyError) as err:
+            cause = getattr(err, "orig", None) or err
+            raise ConfigError(
+                f"cannot open the Optuna study in {without_password(self.storage_url)} ({type(cause).__name__}: "
+                f"{str(cause).splitlines()[0]}); if the file is damaged, move it away to start a new study, or point "
+                "hydra.sweeper.storage at another one"
+            ) from err
 
     def sweep(self, arguments: list[str]) -> list[JobReturn]:
         space, fixed = search_space(self.params, arguments)
         study = self.open_study()
-        log.info("Study %s in %s: %d trials so far", self.study_name, self.storage_url, len(study.trials))
+        where = without_password(self.storage_url)
+        log.info("Study %s in %s: %d trials so far", self.study_name, where, len(study.trials))
         returns: list[JobReturn] = []
         while len(returns) < self.n_trials:
             size = min(self.n_jobs, self.n_trials - len(returns), self.budget_left(study))
@@ -119,7 +156,7 @@ class OptunaSearch:
         """The trial's command line: fixed overrides, sampled values, and where to report (search.*)."""
         sampled = [f"{key}={override_value(value)}" for key, value in trial.params.items()]
         identity = [
-            f"search.storage={override_value(self.storage_url)}",
+            f"search.storage={override_value(self.storage_for_jobs)}",
             f"search.study={override_value(self.study_name)}",
             f"search.trial={trial.number}",
             f"hydra.sweep.subdir=trial_{trial.number}",  # unique among all workers of the study

@@ -19,7 +19,10 @@ class EmnistOptunaSweeper(Sweeper):
             self.search = OptunaSearch(**settings)
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.search.setup(hydra_context, task_function, config)
+        from emnist_lightning.runs.task import user_errors_end_the_process
+
+        with user_errors_end_the_process():
+            self.search.setup(hydra_context, task_function, config)
 
     def sweep(self, arguments: list[str]) -> Any:
         from emnist_lightning.runs.task import user_errors_end_the_process

@@ -1,0 +1,115 @@
+"""Fetching the EMNIST archive: `gzip.zip`, which holds `gzip/emnist-<split>-*.gz` for all six splits.
+
+The archive is streamed to a uniquely named partial file, its md5 checked, and each member extracted to a
+partial file renamed into place: a download or an extraction cut short leaves nothing that looks whole.
+The address can point at a mirror (data.archive_url, or EMNIST_ARCHIVE_URL); the md5 stays the official
+archive's unless data.archive_md5 says otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import os
+import shutil
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from emnist_lightning.data.cache import partial_beside, remove_orphans
+from emnist_lightning.data.splits import SPLITS
+from emnist_lightning.errors import DataError
+
+log = logging.getLogger(__name__)
+
+OFFICIAL_URL = "https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip"
+OFFICIAL_MD5 = "58c8d27c78d21e728a6bc7b3a06f14fa"
+MAX_ARCHIVE_BYTES = 1 << 30  # the official archive is 562 MB: an answer past this is not it
+TIMEOUT_S = 60
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Archive:
+    url: str = OFFICIAL_URL
+    md5: str = OFFICIAL_MD5
+
+    @classmethod
+    def of(cls, url: str | None, md5: str | None) -> Archive:
+        """The archive a config names: null keys are the official address and checksum."""
+        return cls(url or OFFICIAL_URL, md5 or OFFICIAL_MD5)
+
+
+def archive_members() -> set[str]:
+    """The file names the archive may hold for the project (anything else in it is ignored)."""
+    names = {f"{name}.gz" for split in SPLITS.values() for name in split.required_files}
+    return names | {split.mapping_file for split in SPLITS.values()}
+
+
+def fetch_archive(archive: Archive, raw_dir: Path) -> list[Path]:
+    """Download, check and extract the archive into `raw_dir`; the files written."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    remove_orphans(raw_dir)
+    partial = partial_beside(raw_dir / "gzip.zip")
+    try:
+        digest = download(archive.url, partial)
+        if digest != archive.md5:
+            raise DataError(
+                f"the archive from {archive.url} has md5 {digest}, not {archive.md5}: it was tampered with, cut "
+                "short, or is another file; nothing was extracted. Download it again, or check data.archive_url"
+            )
+        return extract(partial, raw_dir)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def download(url: str, destination: Path) -> str:
+    """Stream `url` into `destination`; its md5. An answer shorter than its Content-Length is refused."""
+    log.info("Downloading the EMNIST archive (about 560 MB) from %s", url)
+    md5 = hashlib.md5()
+    received = 0
+    with urllib.request.urlopen(url, timeout=TIMEOUT_S) as answer, open(destination, "wb") as file:
+        expected = answer.headers.get("Content-Length")
+        try:
+            while chunk := answer.read(CHUNK):
+                received += len(chunk)
+                if received > MAX_ARCHIVE_BYTES:
+                    raise DataError(f"{url} sent more than {MAX_ARCHIVE_BYTES:,} bytes: not the EMNIST archive")
+                md5.update(chunk)
+                file.write(chunk)
+        except http.client.IncompleteRead as err:
+            received += len(err.partial)
+    if expected is not None and expected.isdigit() and received != int(expected):
+        raise DataError(f"the download from {url} was cut short ({received:,} of {int(expected):,} bytes); run again")
+    return md5.hexdigest()
+
+
+def extract(archive_path: Path, raw_dir: Path) -> list[Path]:
+    """The archive's gzip/emnist-* members, each written whole or not at all (zipfile checks their CRC)."""
+    wanted = archive_members()
+    written = []
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            for member in archive.infolist():
+                name = PurePosixPath(member.filename)
+                if name.parent != PurePosixPath("gzip") or name.name not in wanted:
+                    continue  # other files, and any name that points outside the folder
+                if member.file_size > MAX_ARCHIVE_BYTES:
+                    raise DataError(f"{name} in the archive claims {member.file_size:,} bytes: not an EMNIST file")
+                target = raw_dir / name.name
+                partial = partial_beside(target)
+                try:
+                    with archive.open(member) as source, open(partial, "wb") as file:
+                        shutil.copyfileobj(source, file, CHUNK)
+                    os.replace(partial, target)
+                finally:
+                    partial.unlink(missing_ok=True)
+                written.append(target)
+    except zipfile.BadZipFile as err:
+        raise DataError(f"the downloaded archive is not a valid zip file ({err}); download it again") from err
+    if not written:
+        raise DataError("the downloaded archive holds no gzip/emnist-* files: it is not the EMNIST archive")
+    log.info("Extracted %d EMNIST files into %s", len(written), raw_dir)
+    return written
