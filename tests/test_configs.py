@@ -24,6 +24,7 @@ from emnist_lightning import cli
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.models.networks import ACTIVATIONS, CNN, MLP, per_layer
 from emnist_lightning.pictures import test_figures
+from emnist_lightning.runs import host
 from emnist_lightning.runs.config import compose, config_dir, override_value, parse_overrides
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.training.build import (
@@ -73,7 +74,7 @@ def test_every_group_has_options() -> None:
 def test_option_composes_and_instantiates(tmp_path: Path, group: str, option: str) -> None:
     cfg = compose_train(tmp_path, f"{group}={option}")
     if group == "trainer" and cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
-        assert cfg.trainer.precision == "bf16-mixed"
+        assert cfg.trainer.precision == "auto"
         return
     if group == "callbacks" and option == "evaluate":
         build_entries(cfg.callbacks)
@@ -375,3 +376,29 @@ def test_command_lines_are_read_by_hydras_parser() -> None:
     assert override_value(arguments, "overwrite") is True and override_value(arguments, "seed") is None
     with pytest.raises(ConfigError, match=r"cannot read the override 'x=\[32' \(.*\); write key=value"):
         parse_overrides(["x=[32"])
+
+
+# --- precision=auto: decided by what the hardware computes natively, never by its name --------------------
+
+
+@pytest.mark.parametrize("preset", ["experiment=cnn_best", "experiment=mlp_best", "model=mlp"])
+@pytest.mark.parametrize(
+    ("flags", "expected"), [({"avx2", "fma"}, "32-true"), ({"avx512_bf16"}, "bf16-mixed"), ({"amx_bf16"}, "bf16-mixed")]
+)
+def test_auto_precision_follows_the_cpus_bf16_instructions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, preset: str, flags: set[str], expected: str
+) -> None:
+    monkeypatch.setattr(host, "cpu_flags", lambda: flags)
+    cfg = compose_train(tmp_path, preset)
+    assert cfg.trainer.precision == "auto", "no preset sets precision itself"
+    assert build_trainer(cfg, []).precision == expected
+
+
+@pytest.mark.parametrize(("bf16", "expected"), [(True, "bf16-mixed"), (False, "32-true")])
+def test_auto_precision_on_a_gpu_asks_the_gpu(monkeypatch: pytest.MonkeyPatch, bf16: bool, expected: str) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16)
+    monkeypatch.setattr(host, "cpu_flags", lambda: {"avx512_bf16"})  # the CPU's answer must not leak in
+    assert host.resolved_precision("auto", "gpu") == expected
+    assert host.resolved_precision("auto", "auto") == expected
+    assert host.resolved_precision("16-mixed", "gpu") == "16-mixed", "a value given by hand stays"

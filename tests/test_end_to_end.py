@@ -11,6 +11,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from emnist_lightning.runs.host import cpu_has_native_bf16, resolved_precision
 from emnist_lightning.study.predictions import PREDICTIONS_FILE, TestPredictions
 from tests.conftest import BALANCED, run_entry_point
 
@@ -62,6 +63,10 @@ def test_run_writes_checkpoints_metrics_and_pictures(trained) -> None:
         assert 0.0 <= metrics[key] < 10.0, key
     assert metrics["test_acc"] > 10 / 47, "ten times chance: the model learned"
     assert metrics["params"] > 1000
+    # temperature scaling: fitted on validation, it can only lower the validation NLL; kept in the checkpoint
+    assert metrics["val_loss_calibrated"] <= metrics["val_loss"] + 1e-6
+    assert torch.load(metrics["best_checkpoint"], weights_only=True)["temperature"] == metrics["temperature"]
+    assert 0 <= metrics["test_ece_calibrated"] < 1 and metrics["test_loss_calibrated"] > 0
 
 
 def test_run_records_how_it_was_made_and_how_sure_it_is(trained) -> None:
@@ -75,7 +80,8 @@ def test_run_records_how_it_was_made_and_how_sure_it_is(trained) -> None:
     made = metrics["provenance"]
     assert set(made["versions"]) >= {"torch", "lightning", "torchmetrics", "hydra-core", "python"}
     assert sorted(made["data_files"]) == sorted(f"{name}.gz" for name in BALANCED.required_files)
-    assert made["precision"] == "32-true" and made["num_threads"] >= 1 and isinstance(made["cpu_native_bf16"], bool)
+    assert made["precision"] == resolved_precision("auto", "cpu"), "trainer.precision=auto, as resolved here"
+    assert made["num_threads"] >= 1 and made["cpu_native_bf16"] == cpu_has_native_bf16()
     assert "hydra.run.dir=" + str(run_dir) in " ".join(made["command"]) and len(made.get("git_commit", "x" * 40)) == 40
     kept = TestPredictions.load(run_dir)
     assert len(kept.labels) == 47 * 6 and kept.accuracy == pytest.approx(metrics["test_acc"])

@@ -67,6 +67,7 @@ def export(ckpt_path: str | Path, format: str, output_dir: Path, seed: int) -> t
     model = load_pixel_classifier(ckpt_path)
     path = output_dir / f"{MODEL_STEM}{EXPORT_SUFFIXES[format]}"
     details = {"split": model.split, "input": INPUT_NAME, "output": OUTPUT_NAME, "checkpoint": str(ckpt_path)}
+    details["temperature"] = float(model.temperature)  # inside the graph: its logits are calibrated
     write_classes(path, model.classes, **details)  # before the check: loading the exported model reads it
     EXPORTERS[format](model, path)
     difference = largest_logit_difference(model, path, torch.Generator().manual_seed(seed))

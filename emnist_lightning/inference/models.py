@@ -27,18 +27,27 @@ EXPORT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 
 
 class PixelClassifier(nn.Module):
-    """Pixels in [0, 1] -> logits: the training split's standardisation, then the trained network, whose
-    outputs stand for `classes` of the EMNIST split `split`."""
+    """Pixels in [0, 1] -> calibrated logits: the training split's standardisation, the trained network, whose
+    outputs stand for `classes` of the EMNIST split `split`, and its temperature (inside an exported graph too)."""
 
-    def __init__(self, network: nn.Module, mean: float, std: float, split: str, classes: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        network: nn.Module,
+        mean: float,
+        std: float,
+        split: str,
+        classes: tuple[str, ...],
+        temperature: float = 1.0,
+    ) -> None:
         super().__init__()
         self.network = network
         self.split, self.classes = split, classes
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+        self.register_buffer("temperature", torch.tensor(temperature, dtype=torch.float32))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.network((pixels - self.mean) / self.std)
+        return self.network((pixels - self.mean) / self.std) / self.temperature
 
 
 def load_pixel_classifier(ckpt_path: str | Path) -> PixelClassifier:
@@ -51,7 +60,8 @@ def load_pixel_classifier(ckpt_path: str | Path) -> PixelClassifier:
             f"checkpoint '{ckpt_path}' has no normalisation stats; use a checkpoint written by train.py"
         )
     mean, std = float(stats["mean"]), float(stats["std"])
-    return PixelClassifier(classifier.network, mean, std, classifier.split, classifier.classes).eval()
+    network, split, classes = classifier.network, classifier.split, classifier.classes
+    return PixelClassifier(network, mean, std, split, classes, classifier.temperature).eval()
 
 
 class Predictor(Protocol):

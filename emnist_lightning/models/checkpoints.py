@@ -88,6 +88,7 @@ def classifier_of_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> EM
     try:
         model = EMNISTClassifier(**arguments)
         model.load_state_dict(checkpoint["state_dict"])
+        model.on_load_checkpoint(checkpoint)  # what Lightning's loading would restore beside the weights
     except (RuntimeError, TypeError, KeyError, ConfigError) as err:
         # load_state_dict's message opens with a header line; the first mismatch after it says why
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]

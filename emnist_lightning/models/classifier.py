@@ -16,7 +16,8 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from emnist_lightning.data.augment import shifted_views
 from emnist_lightning.errors import CheckpointError, ConfigError
-from emnist_lightning.models.metrics import accuracies, accuracy_metrics
+from emnist_lightning.models.calibration import TEMPERATURE_KEY
+from emnist_lightning.models.metrics import accuracies, accuracy_metrics, calibration_metrics
 from emnist_lightning.models.networks import build_network
 from emnist_lightning.models.optim import LRSchedule
 
@@ -24,7 +25,8 @@ OptimizerFactory = Callable[..., Optimizer]
 
 
 class TestStepOutput(NamedTuple):
-    """What `test_step` hands to callbacks: the batch's logits, labels and (normalised) images."""
+    """What `validation_step` and `test_step` hand to callbacks: the batch's logits, labels and (normalised)
+    images."""
 
     logits: torch.Tensor
     labels: torch.Tensor
@@ -85,6 +87,9 @@ class EMNISTClassifier(L.LightningModule):
         self.register_buffer("class_weights", None, persistent=False)
         # Test-time augmentation, set by evaluate.py: test on the mean probabilities of shifted views.
         self.test_time_shift = 0
+        # Divides the logits for calibrated probabilities; fitted after training (models/calibration.py) and
+        # kept in the checkpoint beside the weights (1: a checkpoint from before temperature scaling).
+        self.temperature = 1.0
         if compile:
             self.network.compile()  # in place, so checkpoints keep the plain parameter names
         # Training accuracies come from one confusion matrix updated every step, which costs a third
@@ -93,6 +98,7 @@ class EMNISTClassifier(L.LightningModule):
         self.train_confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
         self.val_metrics = accuracy_metrics(num_classes, "val/")
         self.test_metrics = accuracy_metrics(num_classes, "test/", calibration=True)
+        self.calibrated_test_metrics = calibration_metrics(num_classes, "test/", "_calibrated")
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.network(images)
@@ -149,7 +155,13 @@ class EMNISTClassifier(L.LightningModule):
         self.log(f"{stage}/loss", F.cross_entropy(logits, labels), on_epoch=True, prog_bar=True, sync_dist=True)
         metrics.update(logits.float(), labels)  # float: calibration bins of bf16 probabilities are coarse
         self.log_dict(metrics, on_epoch=True, prog_bar=True)
-        return logits
+        if stage != "test":
+            return logits
+        calibrated = logits.float() / self.temperature
+        self.log("test/loss_calibrated", F.cross_entropy(calibrated, labels), on_epoch=True, sync_dist=True)
+        self.calibrated_test_metrics.update(calibrated, labels)
+        self.log_dict(self.calibrated_test_metrics, on_epoch=True)
+        return calibrated
 
     def view_averaged_logits(self, images: torch.Tensor) -> torch.Tensor:
         """Log of the mean softmax over the images shifted by up to `test_time_shift` pixels (one
@@ -158,12 +170,18 @@ class EMNISTClassifier(L.LightningModule):
         log_probabilities = self(torch.cat(views)).float().log_softmax(dim=1).unflatten(0, (len(views), len(images)))
         return torch.logsumexp(log_probabilities, dim=0) - math.log(len(views))
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_metrics, "val")
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> TestStepOutput:
+        return TestStepOutput(self._evaluate(batch, self.val_metrics, "val"), batch[1], batch[0])
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> TestStepOutput:
-        logits = self._evaluate(batch, self.test_metrics, "test")
-        return TestStepOutput(logits, batch[1], batch[0])
+        """The outputs' logits are calibrated (divided by the temperature): what callbacks and people see."""
+        return TestStepOutput(self._evaluate(batch, self.test_metrics, "test"), batch[1], batch[0])
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[TEMPERATURE_KEY] = self.temperature
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.temperature = float(checkpoint.get(TEMPERATURE_KEY, 1.0))
 
     def on_validation_epoch_end(self) -> None:
         loss = self.trainer.callback_metrics.get("val/loss")

@@ -20,10 +20,17 @@ def accuracy_metrics(num_classes: int, prefix: str, calibration: bool = False) -
         "macro_acc": MulticlassAccuracy(num_classes, average="macro", validate_args=False),
     }
     if calibration:
-        metrics["ece"] = MulticlassCalibrationError(
-            num_classes, n_bins=CALIBRATION_BINS, norm="l1", validate_args=False
-        )
+        metrics["ece"] = expected_calibration_error(num_classes)
     return MetricCollection(metrics, prefix=prefix)
+
+
+def calibration_metrics(num_classes: int, prefix: str, postfix: str) -> MetricCollection:
+    """The calibration error alone, for the probabilities after temperature scaling (`postfix` names them)."""
+    return MetricCollection({"ece": expected_calibration_error(num_classes)}, prefix=prefix, postfix=postfix)
+
+
+def expected_calibration_error(num_classes: int) -> MulticlassCalibrationError:
+    return MulticlassCalibrationError(num_classes, n_bins=CALIBRATION_BINS, norm="l1", validate_args=False)
 
 
 def calibration_error(probabilities: torch.Tensor, labels: torch.Tensor, bins: int = CALIBRATION_BINS) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -252,22 +253,44 @@ def confused_pairs_figure(pairs: list[tuple[str, str, int, np.ndarray]], example
     return fig
 
 
-def reliability_figure(confidence: np.ndarray, correct: np.ndarray, bins: int, ece: float) -> Figure:
-    """Accuracy against confidence per bin; the diagonal is perfect calibration."""
+@dataclass(frozen=True)
+class Reliability:
+    """Each test image's confidence (its top probability) and the calibration error of those probabilities."""
+
+    confidence: np.ndarray
+    ece: float
+
+
+def reliability_figure(
+    correct: np.ndarray, bins: int, shown: Reliability, before: Reliability | None = None, temperature: float = 1.0
+) -> Figure:
+    """Accuracy against confidence per bin (the diagonal is perfect calibration) for the probabilities people
+    are shown, and, when a temperature was fitted, for the raw ones before it."""
     edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    counts = np.bincount(which, minlength=bins)
-    accuracy = np.bincount(which, weights=correct, minlength=bins) / np.maximum(counts, 1)
     centers = (edges[:-1] + edges[1:]) / 2
+
+    def per_bin(confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+        counts = np.bincount(which, minlength=bins)
+        return np.bincount(which, weights=correct, minlength=bins) / np.maximum(counts, 1), counts
+
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=(6, 7), gridspec_kw={"height_ratios": [3, 1]}, sharex=True, layout="constrained"
     )
-    top.bar(centers[counts > 0], accuracy[counts > 0], width=1 / bins, edgecolor="black", label="accuracy")
+    accuracy, counts = per_bin(shown.confidence)
+    label = f"after temperature scaling (T={temperature:.2f}, ECE {shown.ece:.3f})" if before else "accuracy"
+    top.bar(centers[counts > 0], accuracy[counts > 0], width=1 / bins, edgecolor="black", label=label)
+    bottom.bar(centers, counts, width=1 / bins, color="gray")
+    if before is not None:
+        raw_accuracy, raw_counts = per_bin(before.confidence)
+        kept = raw_counts > 0
+        top.plot(centers[kept], raw_accuracy[kept], "o-", color="tab:red", label=f"before it (ECE {before.ece:.3f})")
+        bottom.stairs(raw_counts, edges, color="tab:red", linewidth=1.5)
     top.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
     top.set_ylabel("accuracy")
-    top.set_title(f"Reliability diagram (ECE {ece:.3f})")
+    title = "Reliability diagram" + ("" if before else f" (ECE {shown.ece:.3f})")
+    top.set_title(title)
     top.legend(loc="upper left")
-    bottom.bar(centers, counts, width=1 / bins, color="gray")
     bottom.set_xlabel("confidence")
     bottom.set_ylabel("images")
     return fig

@@ -27,9 +27,15 @@ class TestOutputs:
     """Everything a test pass produced, on the CPU: class probabilities, true labels, and the
     (N, 28, 28) images as the model saw them."""
 
-    probabilities: torch.Tensor
+    probabilities: torch.Tensor  # calibrated: softmax of the logits divided by `temperature`
     labels: torch.Tensor
     images: torch.Tensor
+    temperature: float = 1.0
+
+    @cached_property
+    def uncalibrated_probabilities(self) -> torch.Tensor:
+        """The probabilities before temperature scaling: softmax(T * log p) undoes the division."""
+        return (self.probabilities.double().log() * self.temperature).softmax(dim=1).float()
 
     # Cached: the galleries and pair examples read these many times.
     @cached_property
@@ -133,9 +139,16 @@ def gallery_files(outputs: TestOutputs, classes: list[str], sink: FigureSink, ga
 
 
 def reliability_file(outputs: TestOutputs, sink: FigureSink) -> FigureJob:
-    bins = CALIBRATION_BINS
-    ece = calibration_error(outputs.probabilities, outputs.labels, bins)
-    correct = (outputs.predictions == outputs.labels).numpy()
+    """The reliability diagram of what people are shown, beside the raw one when a temperature was fitted."""
+    bins, correct = CALIBRATION_BINS, (outputs.predictions == outputs.labels).numpy()
+    shown = plots.Reliability(
+        outputs.confidence.numpy(), calibration_error(outputs.probabilities, outputs.labels, bins)
+    )
+    before = None
+    if outputs.temperature != 1.0:
+        raw = outputs.uncalibrated_probabilities
+        before = plots.Reliability(raw.max(dim=1).values.numpy(), calibration_error(raw, outputs.labels, bins))
+    title = "test/reliability"
     return sink.job(
-        "reliability.png", "test/reliability", plots.reliability_figure, outputs.confidence.numpy(), correct, bins, ece
+        "reliability.png", title, plots.reliability_figure, correct, bins, shown, before, outputs.temperature
     )

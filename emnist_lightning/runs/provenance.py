@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from emnist_lightning.runs.host import cpu_has_native_bf16, cpu_model
+
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 LIBRARIES = ("torch", "lightning", "torchmetrics", "hydra-core", "numpy")
 # What must agree between two runs for their difference to be the configs' alone.
@@ -49,32 +51,6 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             found[name] = "not installed"
     return found
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            line = next((line for line in info if line.startswith("flags")), "")
-    except OSError:
-        return set()
-    return set(line.partition(":")[2].split())
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            line = next((line for line in info if line.startswith("model name")), "")
-    except OSError:
-        line = ""
-    return line.partition(":")[2].strip() or platform.processor() or platform.machine()
-
-
-def cpu_has_native_bf16(flags: set[str] | None = None) -> bool:
-    """Whether the CPU computes in bfloat16 itself (AVX512-BF16 or AMX); without it PyTorch emulates bf16,
-    about 10x slower than float32."""
-    flags = cpu_flags() if flags is None else flags
-    return bool({"avx512_bf16", "amx_bf16"} & flags)
 
 
 def hardware() -> dict[str, Any]:

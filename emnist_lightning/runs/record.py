@@ -40,7 +40,11 @@ class RunRecord:
     test_acc: float | None = None
     test_macro_acc: float | None = None
     test_loss: float | None = None
-    test_ece: float | None = None  # expected calibration error
+    test_ece: float | None = None  # expected calibration error of the raw probabilities
+    temperature: float | None = None  # fitted on validation after training (models/calibration.py)
+    val_loss_calibrated: float | None = None  # validation NLL with the temperature (val_loss: without)
+    test_loss_calibrated: float | None = None
+    test_ece_calibrated: float | None = None  # the calibration error of what people are shown
     test_acc_ci: list[float] | None = None  # 95% intervals: Wilson for accuracy, a bootstrap over test images
     test_macro_acc_ci: list[float] | None = None  # for macro accuracy (study/statistics.py)
     epochs: int | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from omegaconf import DictConfig
 from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.models import EMNISTClassifier
 from emnist_lightning.runs.context import RunContext
+from emnist_lightning.runs.host import resolved_precision
 from emnist_lightning.training.callbacks import (
     EpochTimer,
     GracefulStop,
@@ -25,11 +27,14 @@ from emnist_lightning.training.callbacks import (
     MetricHistory,
     RandomState,
     Stopwatch,
+    TemperatureFit,
     TestPredictionsKeeper,
 )
 
 if TYPE_CHECKING:
     from emnist_lightning.search.pruning import TrialReport
+
+log = logging.getLogger(__name__)
 
 
 def build_datamodule(cfg: DictConfig, **overrides: Any) -> EMNISTDataModule:
@@ -68,6 +73,7 @@ class TrainingCallbacks:
     timer: EpochTimer
     predictions: TestPredictionsKeeper
     trial: TrialReport | None  # a trial of an Optuna search reports its epochs to the study
+    temperature: TemperatureFit | None  # after training, on validation (temperature_scaling=true)
     all: list[L.Callback]
 
 
@@ -82,9 +88,11 @@ def build_training_callbacks(cfg: DictConfig, context: RunContext, stopwatch: St
         from emnist_lightning.search.pruning import TrialReport  # Optuna is imported by search trials only
 
         trial = TrialReport(search, pruner=HydraConfig.get().sweeper.get("pruner"))
+    temperature = TemperatureFit() if cfg.get("temperature_scaling") else None
     configured = build_entries(cfg.get("callbacks"))
+    optional = [callback for callback in (trial, temperature) if callback is not None]
     return TrainingCallbacks(
-        history, timer, predictions, trial, [*bookkeeping, *averaging, *([trial] if trial else []), *configured]
+        history, timer, predictions, trial, temperature, [*bookkeeping, *averaging, *optional, *configured]
     )
 
 
@@ -121,8 +129,12 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback]) -> L.Trainer:
     """The configured Trainer with these callbacks, the run's loggers and atomic checkpoint writes."""
     # The callbacks group alone decides the progress bar: without one Lightning would add its tqdm bar.
     no_bar = {} if any(isinstance(callback, ProgressBar) for callback in callbacks) else {"enable_progress_bar": False}
+    precision = resolved_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    if precision != cfg.trainer.precision:
+        log.info("trainer.precision=%s: %s on this hardware", cfg.trainer.precision, precision)
     return instantiate(
         cfg.trainer,
+        precision=precision,
         callbacks=callbacks,
         logger=build_entries(cfg.get("logger")),
         plugins=[AtomicCheckpointIO()],

@@ -18,7 +18,9 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from torchmetrics.utilities.distributed import gather_all_tensors
 
+from emnist_lightning.models.calibration import fit_temperature, nll
 from emnist_lightning.runs.signals import StopRequests
 from emnist_lightning.study.predictions import TestPredictions
 
@@ -83,6 +85,48 @@ class TestPredictionsKeeper(L.Callback):
         self.intervals = kept.intervals(self.seed)
         if trainer.world_size == 1:
             kept.save(self.output_dir)
+
+
+class TemperatureFit(L.Callback):
+    """On the pass that validates the best checkpoint after training (not the validations during it): fits the
+    temperature on the whole validation split's logits, every DDP rank's, and sets it on the model. `fitted`
+    keeps it with the validation NLL after it, for metrics.json."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.fitted: dict[str, float] = {}
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.batches = []
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if trainer.state.fn == "validate":
+            self.batches.append((outputs.logits.detach().float(), outputs.labels))
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn != "validate" or not self.batches:
+            return
+        logits, labels = (torch.cat(part) for part in zip(*self.batches, strict=True))
+        if trainer.world_size > 1:
+            logits, labels = gathered(logits, pl_module.device), gathered(labels, pl_module.device)
+        temperature = fit_temperature(logits, labels)
+        pl_module.temperature = temperature
+        self.fitted = {"temperature": temperature, "val_loss_calibrated": nll(logits, labels, temperature)}
+        self.batches = []
+
+
+def gathered(part: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Every DDP rank's `part`, concatenated on the CPU (shards may differ in length by a few images).
+    The exchange runs on the training device, which NCCL needs."""
+    return torch.cat([piece.cpu() for piece in gather_all_tensors(part.to(device))])
 
 
 class EpochTimer(L.Callback):

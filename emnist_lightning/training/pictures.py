@@ -10,12 +10,12 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from torchmetrics.utilities.distributed import gather_all_tensors
 
 from emnist_lightning.models.classifier import TestStepOutput
 from emnist_lightning.pictures import analysis, plots
 from emnist_lightning.pictures.sink import FigureSink
 from emnist_lightning.pictures.test_figures import TestFigureSettings, TestOutputs, write_test_figures
+from emnist_lightning.training.callbacks import gathered
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,6 @@ class FigureCallback(L.Callback):
     @property
     def figure_seconds(self) -> dict[str, float]:
         return {name: seconds for sink in self.sinks for name, seconds in sink.seconds.items()}
-
-
-def gathered(part: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Every DDP rank's `part`, concatenated on the CPU (shards may differ in length by a few images).
-    The exchange runs on the training device, which NCCL needs."""
-    return torch.cat([piece.cpu() for piece in gather_all_tensors(part.to(device))])
 
 
 def display_images(images: torch.Tensor) -> torch.Tensor:
@@ -122,7 +116,7 @@ class TestDiagnostics(TestStepCallback):
             parts = [gathered(part, pl_module.device) for part in parts]
         if not trainer.is_global_zero:
             return
-        self.outputs = TestOutputs(*parts)
+        self.outputs = TestOutputs(*parts, temperature=float(getattr(pl_module, "temperature", 1.0)))
         write_test_figures(self.outputs, trainer.datamodule.classes, self.sink(trainer), self.settings)
         log.info("Saved test diagnostics in %s", self.output_dir)
 

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, open_dict
 
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.models import load_classifier
+from emnist_lightning.models.calibration import TEMPERATURE_KEY
 from emnist_lightning.runs import resume
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.provenance import provenance
@@ -68,6 +70,11 @@ def train(cfg: DictConfig, context: RunContext) -> RunRecord:
     metrics = stage_metrics(
         trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True), "val"
     )
+    if callbacks.temperature is not None and callbacks.temperature.fitted:
+        metrics |= callbacks.temperature.fitted
+        if best and trainer.is_global_zero:
+            store_temperature(Path(best), model.temperature)
+        trainer.strategy.barrier()  # every rank's test below reads the checkpoint the main one wrote
     stopwatch.lap("validate best")
     metrics |= stage_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True), "test")
     stopwatch.lap("test best")
@@ -122,6 +129,15 @@ def evaluate(cfg: DictConfig, context: RunContext) -> RunRecord:
     path = record.write(context.output_dir)
     log.info("%s; wrote %s", record.summary(), path)
     return record
+
+
+def store_temperature(checkpoint_path: Path, temperature: float) -> None:
+    """Keep the fitted temperature in the best checkpoint, so evaluation, prediction, the drawing page and
+    exports use it."""
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    checkpoint[TEMPERATURE_KEY] = temperature
+    build.AtomicCheckpointIO().save_checkpoint(checkpoint, checkpoint_path)
+    log.info("Temperature %.3f (fitted on validation) kept in %s", temperature, checkpoint_path)
 
 
 def starting_point(cfg: DictConfig, context: RunContext) -> tuple[DictConfig, Path | None]:

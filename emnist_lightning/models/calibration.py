@@ -1,0 +1,36 @@
+"""Temperature scaling (Guo et al., 2017): one scalar T that divides the logits, fitted on the validation
+split by negative log-likelihood. Predicted classes stay the same (argmax is unchanged by T > 0); the
+probabilities shown to people become calibrated."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+TEMPERATURE_KEY = "temperature"  # where a checkpoint keeps it
+LOWEST, HIGHEST = 0.05, 20.0  # beyond these a model's logits carry nothing a temperature could fix
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The T minimising mean NLL of softmax(logits / T), found over log T (so T stays positive) by L-BFGS in
+    float64, where a few dozen iterations converge for one parameter."""
+    # Called from Lightning's validation loop, which runs in inference mode: copies made outside it can
+    # take part in autograd.
+    with torch.inference_mode(False), torch.enable_grad():
+        logits = logits.detach().to("cpu", torch.float64, copy=True)
+        labels = labels.detach().to("cpu", copy=True)
+        log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+        optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = F.cross_entropy(logits / log_t.exp(), labels)
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        return float(log_t.detach().exp().clamp(LOWEST, HIGHEST))
+
+
+def nll(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> float:
+    return float(F.cross_entropy(logits.double() / temperature, labels))
