@@ -95,9 +95,10 @@ def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_emnist(tmp_path_factory.mktemp("emnist"))
 
 
-def train_synthetic_checkpoint(data_dir: Path, folder: Path, split: str = "balanced") -> Path:
+def train_synthetic_checkpoint(data_dir: Path, folder: Path, split: str = "balanced", seed: int = 0) -> Path:
     """A small CNN trained for a few steps on synthetic `split` data in `data_dir`, saved as train.py
     saves it (with the data module's normalisation)."""
+    L.seed_everything(seed)
     classes = SPLITS[split].classes
     arguments = model_arguments("cnn", channels=[8, 16], split=split, classes=classes)
     model = EMNISTClassifier(**arguments, optimizer=torch.optim.Adam)

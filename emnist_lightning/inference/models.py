@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -62,6 +63,53 @@ def load_pixel_classifier(ckpt_path: str | Path) -> PixelClassifier:
     mean, std = float(stats["mean"]), float(stats["std"])
     network, split, classes = classifier.network, classifier.split, classifier.classes
     return PixelClassifier(network, mean, std, split, classes, classifier.temperature).eval()
+
+
+class PixelEnsemble(nn.Module):
+    """Several pixel classifiers of one split -> the log of their mean calibrated probabilities: logits whose
+    softmax is the ensemble's probabilities (an exported ensemble is one graph)."""
+
+    def __init__(self, members: Sequence[PixelClassifier]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.split, self.classes = members[0].split, members[0].classes
+        self.temperature = [float(member.temperature) for member in members]
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return mean_of_probabilities([member(pixels) for member in self.members])
+
+
+def mean_of_probabilities(logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    """log(mean(softmax(l) for l in logits)), computed in log space so tiny probabilities stay finite."""
+    log_probabilities = torch.stack([each.float().log_softmax(dim=1) for each in logits])
+    return torch.logsumexp(log_probabilities, dim=0) - math.log(len(logits))
+
+
+def model_paths(spec: str | Path | Sequence[str | Path] | None) -> list[Path]:
+    """One model path, or several (an ensemble: ckpt_path=[a.ckpt,b.ckpt,c.ckpt])."""
+    if not spec:
+        raise ConfigError("no model given: pass ckpt_path= a checkpoint of train.py or a model from export")
+    return [Path(spec)] if isinstance(spec, str | Path) else [Path(str(each)) for each in spec]
+
+
+def same_classes(models: Sequence[Any], paths: Sequence[Path]) -> tuple[str, ...]:
+    """The classes every member names; one line when two members are of different splits."""
+    first = tuple(models[0].classes)
+    for model, path in zip(models, paths, strict=True):
+        if tuple(model.classes) != first:
+            raise ConfigError(
+                f"the ensemble's models name different classes ({paths[0].name}: {len(first)}, {path.name}: "
+                f"{len(model.classes)}); an ensemble averages models of one EMNIST split"
+            )
+    return first
+
+
+def load_pixel_model(spec: str | Path | Sequence[str | Path]) -> PixelClassifier | PixelEnsemble:
+    """A checkpoint's pixel classifier, or the ensemble of several checkpoints'."""
+    paths = model_paths(spec)
+    members = [load_pixel_classifier(path) for path in paths]
+    same_classes(members, paths)
+    return members[0] if len(members) == 1 else PixelEnsemble(members)
 
 
 class Predictor(Protocol):
@@ -113,11 +161,28 @@ def read_classes(model_path: Path) -> tuple[str, ...]:
         ) from err
 
 
-def open_predictor(path: str | Path | None) -> Predictor:
-    """A predictor for a train.py checkpoint (.ckpt) or a file exported by emnist-export (inference/export.py)."""
-    if not path:
-        raise ConfigError("no model given: pass ckpt_path= a checkpoint of train.py or a model from export")
-    path = Path(path)
+@dataclass
+class EnsemblePredictor:
+    """Several predictors of one split; its logits' softmax is the mean of theirs."""
+
+    members: list[Predictor]
+    classes: tuple[str, ...]
+
+    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        return mean_of_probabilities([member.logits(pixels) for member in self.members])
+
+
+def open_predictor(spec: str | Path | Sequence[str | Path] | None) -> Predictor:
+    """A predictor for a train.py checkpoint (.ckpt) or a file exported by emnist-export (inference/export.py),
+    or for several at once: their ensemble."""
+    paths = model_paths(spec)
+    if len(paths) == 1:
+        return open_one_predictor(paths[0])
+    members = [open_one_predictor(path) for path in paths]
+    return EnsemblePredictor(members, same_classes(members, paths))
+
+
+def open_one_predictor(path: Path) -> Predictor:
     if not path.is_file():
         raise CheckpointError(f"model '{path}' does not exist; pass ckpt_path= a .ckpt, .onnx or .pt file")
     if path.suffix == EXPORT_SUFFIXES["onnx"]:

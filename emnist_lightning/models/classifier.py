@@ -17,6 +17,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from emnist_lightning.data.augment import shifted_views
 from emnist_lightning.errors import CheckpointError, ConfigError
 from emnist_lightning.models.calibration import TEMPERATURE_KEY
+from emnist_lightning.models.distillation import Distillation
 from emnist_lightning.models.metrics import accuracies, accuracy_metrics, calibration_metrics
 from emnist_lightning.models.networks import build_network
 from emnist_lightning.models.optim import LRSchedule
@@ -64,6 +65,7 @@ class EMNISTClassifier(L.LightningModule):
         l2: float = 0.0,
         label_smoothing: float = 0.0,
         class_balanced: bool = False,
+        distillation: Distillation | None = None,
         compile: bool = False,
         **network_args: Any,
     ) -> None:
@@ -73,7 +75,8 @@ class EMNISTClassifier(L.LightningModule):
         if not 0 <= label_smoothing < 1:
             raise ConfigError(f"loss.label_smoothing={label_smoothing} must be in [0, 1), e.g. 0.1")
         classes = [str(name) for name in classes]  # a list: saved in the checkpoint and hparams.yaml as it is
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        # The teacher is a training signal, not part of the model: a student loads without it.
+        self.save_hyperparameters(ignore=["optimizer", "scheduler", "distillation"], logger=False)
         self.split, self.classes = split, tuple(classes)
         num_classes = self.num_classes = len(self.classes)
         self.network = build_network(network, num_classes, **network_args)
@@ -82,6 +85,7 @@ class EMNISTClassifier(L.LightningModule):
         self.l1, self.l2 = l1, l2
         self.label_smoothing = label_smoothing
         self.class_balanced = class_balanced
+        self.distillation = distillation
         # Per-class loss weights, set from the training labels in setup("fit") when class_balanced; a buffer
         # moves to the model's device, and it is not saved: it is a function of the data.
         self.register_buffer("class_weights", None, persistent=False)
@@ -121,6 +125,8 @@ class EMNISTClassifier(L.LightningModule):
         images, labels = batch
         logits = self(images)
         data_loss = F.cross_entropy(logits, labels, weight=self.class_weights, label_smoothing=self.label_smoothing)
+        if self.distillation is not None:
+            data_loss = self.distillation.loss(data_loss, logits, images)
         penalty = self.weight_penalty() if self.l1 or self.l2 else None
         loss = data_loss if penalty is None else data_loss + penalty
         # Metrics accumulate on the device and are logged once per epoch: self.log on every step
@@ -202,6 +208,11 @@ class EMNISTClassifier(L.LightningModule):
         if stage == "fit" and self.class_balanced:
             labels = self.trainer.datamodule.train_set.labels
             self.class_weights = balanced_class_weights(labels, self.num_classes).to(self.device)
+
+    def on_fit_start(self) -> None:
+        if self.distillation is not None:  # here the model is on its device and the data's statistics known
+            data = self.trainer.datamodule
+            self.distillation.prepare(self.device, float(data.mean), float(data.std))
 
     def configure_optimizers(self) -> Optimizer | dict[str, Any]:
         if self.optimizer_factory is None:

@@ -52,7 +52,9 @@ class RunRecord:
     params: int | None = None
     best_checkpoint: str | None = None  # train: the checkpoint evaluated
     stopped_early: str | None = None  # why early stopping ended training, when it did
-    checkpoint: str | None = None  # eval: the checkpoint tested
+    checkpoint: str | None = None  # eval: the checkpoint tested (an ensemble's, comma-separated)
+    members: list[dict[str, Any]] | None = None  # eval of an ensemble: each member's test figures
+    ensemble_vs_best_member: dict[str, Any] | None = None  # McNemar's exact test on the same test images
     history: dict[str, list[float]] = field(default_factory=dict)  # validation metrics per epoch
     seconds: dict[str, list[float]] = field(default_factory=dict)  # per train epoch, val pass, test pass
     provenance: dict[str, Any] = field(default_factory=dict)  # code, versions, data, hardware (runs/provenance.py)

@@ -17,7 +17,10 @@ from lightning.pytorch.plugins import TorchCheckpointIO
 from omegaconf import DictConfig
 
 from emnist_lightning.data import EMNISTDataModule
+from emnist_lightning.errors import ConfigError
+from emnist_lightning.inference.models import load_pixel_model
 from emnist_lightning.models import EMNISTClassifier
+from emnist_lightning.models.distillation import Distillation
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.host import resolved_precision
 from emnist_lightning.training.callbacks import (
@@ -55,7 +58,23 @@ def build_model(cfg: DictConfig, datamodule: EMNISTDataModule) -> EMNISTClassifi
         l2=cfg.regularization.l2,
         label_smoothing=cfg.loss.label_smoothing,
         class_balanced=cfg.loss.get("class_balanced", False),  # absent from run configs saved before it existed
+        distillation=build_distillation(cfg.loss.get("distillation"), datamodule),
     )
+
+
+def build_distillation(settings: DictConfig | None, datamodule: EMNISTDataModule) -> Distillation | None:
+    """The teacher (a checkpoint, or several: their ensemble) and the loss's settings (conf/loss/distilled.yaml)."""
+    if settings is None:
+        return None
+    if not settings.get("teacher"):
+        raise ConfigError("loss=distilled needs loss.distillation.teacher= a checkpoint (or [a.ckpt,b.ckpt])")
+    teacher = load_pixel_model(settings.teacher)
+    if tuple(teacher.classes) != tuple(datamodule.classes):
+        raise ConfigError(
+            f"the teacher names {len(teacher.classes)} classes of EMNIST {teacher.split}, the data "
+            f"{datamodule.num_classes} of {datamodule.split.name}: distil from a teacher of the same split"
+        )
+    return Distillation(teacher, temperature=settings.temperature, weight=settings.weight)
 
 
 def build_entries(group: DictConfig | None) -> list:

@@ -60,10 +60,12 @@ class TestPredictionsKeeper(L.Callback):
         self.output_dir, self.seed = Path(output_dir), seed
         self.labels: list[torch.Tensor] = []
         self.predictions: list[torch.Tensor] = []
+        self.probabilities: list[torch.Tensor] = []  # calibrated, kept for an ensemble's members only
+        self.keep_probabilities = False
         self.intervals: dict[str, list[float]] = {}
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.labels, self.predictions = [], []
+        self.labels, self.predictions, self.probabilities = [], [], []
 
     def on_test_batch_end(
         self,
@@ -76,6 +78,8 @@ class TestPredictionsKeeper(L.Callback):
     ) -> None:
         self.labels.append(outputs.labels.cpu())
         self.predictions.append(outputs.logits.argmax(dim=1).cpu())
+        if self.keep_probabilities:
+            self.probabilities.append(outputs.logits.float().softmax(dim=1).cpu())
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.labels:

@@ -16,13 +16,17 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, open_dict
 
+from emnist_lightning.data import emnist_split
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.models import load_classifier
 from emnist_lightning.models.calibration import TEMPERATURE_KEY
+from emnist_lightning.models.metrics import calibration_error
 from emnist_lightning.runs import resume
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.provenance import provenance
 from emnist_lightning.runs.record import RunRecord, stage_metrics
+from emnist_lightning.study.predictions import TestPredictions
+from emnist_lightning.study.statistics import mcnemar_exact
 from emnist_lightning.training import build
 from emnist_lightning.training.callbacks import Stopwatch, TestPredictionsKeeper, early_stop_reason
 from emnist_lightning.training.hparams import finish_tracker_runs, log_hparams
@@ -102,19 +106,34 @@ def train(cfg: DictConfig, context: RunContext) -> RunRecord:
 
 
 def evaluate(cfg: DictConfig, context: RunContext) -> RunRecord:
-    """Test the checkpoint `cfg.ckpt_path` on the test split of `cfg.data`; returns its record."""
+    """Test the checkpoint `cfg.ckpt_path` on the test split of `cfg.data`, or several checkpoints and the
+    ensemble of their calibrated probabilities (`ckpt_path=[a,b,c]`); returns the record."""
     if not cfg.get("ckpt_path"):
         raise ConfigError("no checkpoint given: run python evaluate.py ckpt_path=outputs/.../checkpoints/best.ckpt")
+    paths = [cfg.ckpt_path] if isinstance(cfg.ckpt_path, str) else [str(path) for path in cfg.ckpt_path]
+    if len(paths) > 1:
+        return evaluate_ensemble(cfg, context, paths)
+    record, _ = evaluate_checkpoint(cfg, context, paths[0], build.build_entries(cfg.get("callbacks")))
+    path = record.write(context.output_dir)
+    log.info("%s; wrote %s", record.summary(), path)
+    return record
+
+
+def evaluate_checkpoint(
+    cfg: DictConfig, context: RunContext, ckpt_path: str, extra_callbacks: list[L.Callback], keep: bool = False
+) -> tuple[RunRecord, TestPredictionsKeeper]:
+    """One checkpoint's test pass and its record (not written); `keep`: also keep its test probabilities."""
     L.seed_everything(cfg.seed, workers=True)
     predictions = TestPredictionsKeeper(context.output_dir, cfg.seed)
-    callbacks = [predictions, *build.build_entries(cfg.get("callbacks"))]
-    model = load_classifier(cfg.ckpt_path)
+    predictions.keep_probabilities = keep
+    callbacks = [predictions, *extra_callbacks]
+    model = load_classifier(ckpt_path)
     model.test_time_shift = read_test_time_shift(cfg)
     trainer = build.build_trainer(cfg, callbacks)
     # ckpt_path also restores the training run's normalisation stats into the data module.
     # data.split null (conf/data/model_split.yaml): the checkpoint's own split
     datamodule = build.build_datamodule(cfg, split=cfg.data.split or model.split)
-    results = trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     record = RunRecord.of_run(
         context,
         "completed",
@@ -122,13 +141,70 @@ def evaluate(cfg: DictConfig, context: RunContext) -> RunRecord:
         **predictions.intervals,
         **figure_seconds(callbacks),
         provenance=provenance(datamodule.source_files(), str(trainer.precision)),
-        checkpoint=str(cfg.ckpt_path),
+        checkpoint=str(ckpt_path),
         split=datamodule.split.name,
         params=model.num_parameters,
+        temperature=model.temperature,
+    )
+    return record, predictions
+
+
+def evaluate_ensemble(cfg: DictConfig, context: RunContext, paths: list[str]) -> RunRecord:
+    """Each member's test pass (its figures in metrics.json's `members`), then the ensemble: the mean of
+    their calibrated probabilities, with its intervals, calibration error and a paired test against the
+    best member. Test figures are not drawn for an ensemble."""
+    members = [evaluate_checkpoint(cfg, context, path, [], keep=True) for path in paths]
+    splits = {record.split for record, _ in members}
+    if len(splits) > 1:
+        raise ConfigError(f"the ensemble's checkpoints were tested on different splits ({', '.join(sorted(splits))})")
+    first = members[0][1]
+    labels = torch.cat(first.labels).numpy()
+    mean = torch.stack([torch.cat(keeper.probabilities) for _, keeper in members]).mean(dim=0)
+    classes = emnist_split(members[0][0].split or "").classes
+    ensemble = TestPredictions(labels, mean.argmax(dim=1).numpy(), classes)
+    best_member = max(members, key=lambda member: member[0].test_acc or 0.0)
+    paired = mcnemar_exact(torch.cat(best_member[1].predictions).numpy() == labels, ensemble.correct)
+    ensemble.save(context.output_dir)
+    record = RunRecord.of_run(
+        context,
+        "completed",
+        split=members[0][0].split,
+        test_acc=ensemble.accuracy,
+        test_macro_acc=ensemble.macro_accuracy,
+        test_ece_calibrated=calibration_error(mean, torch.from_numpy(labels)),
+        test_loss_calibrated=float(torch.nn.functional.nll_loss(mean.clamp_min(1e-12).log(), torch.from_numpy(labels))),
+        **ensemble.intervals(cfg.seed),
+        checkpoint=", ".join(paths),
+        members=[member_summary(record) for record, _ in members],
+        ensemble_vs_best_member={
+            "member": best_member[0].checkpoint,
+            "difference": paired.difference,
+            "interval": paired.interval.as_list(),
+            "p_value": paired.p_value,
+            "test": paired.test,
+        },
+        provenance=members[0][0].provenance,
+        params=sum(record.params or 0 for record, _ in members),
     )
     path = record.write(context.output_dir)
-    log.info("%s; wrote %s", record.summary(), path)
+    for member, _ in members:
+        log.info("member %s: %s", member.checkpoint, member.summary())
+    log.info("ensemble of %d: %s; wrote %s", len(paths), record.summary(), path)
     return record
+
+
+def member_summary(record: RunRecord) -> dict[str, Any]:
+    keys = (
+        "checkpoint",
+        "test_acc",
+        "test_macro_acc",
+        "test_acc_ci",
+        "test_macro_acc_ci",
+        "test_ece",
+        "test_ece_calibrated",
+        "temperature",
+    )
+    return {key: getattr(record, key) for key in keys}
 
 
 def store_temperature(checkpoint_path: Path, temperature: float) -> None:
