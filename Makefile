@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 # The versions this project is tested with; override for another platform, e.g. a CPU-only build.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
+# test processes (pytest-xdist): one per core; WORKERS=0 runs the suite in this process
+WORKERS ?= auto
 
 .PHONY: install train evaluate test test-fast lint format tensorboard benchmark clean
 
@@ -26,11 +28,11 @@ evaluate: install
 
 ## the whole test suite (what CI runs)
 test: install
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n $(WORKERS) $(ARGS)
 
 ## the suite without end-to-end subprocess runs
 test-fast: install
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	$(PY) -m pytest -n $(WORKERS) -m "not slow" $(ARGS)
 
 ## ruff, and import-linter's layer contract (pyproject.toml: tool.importlinter)
 lint: install

@@ -293,13 +293,21 @@ TRAINED_OPTIONS = [
 
 
 @pytest.mark.parametrize(("group", "option"), TRAINED_OPTIONS, ids=lambda value: str(value))
-def test_option_trains_a_few_steps(tmp_path: Path, synthetic_dir: Path, group: str, option: str) -> None:
+def test_option_trains_a_few_steps(
+    tmp_path: Path, synthetic_dir: Path, request: pytest.FixtureRequest, group: str, option: str
+) -> None:
     # the average starts at once here: from step 100, as configured, it would still be the initial weights
     early_average = ["weight_averaging.update_starting_at_step=0"] if option == "ema" else []
+    teacher = (
+        [f"loss.distillation.teacher={request.getfixturevalue('synthetic_checkpoint')}"]
+        if option == "distilled"
+        else []
+    )
     cfg = compose_train(
         tmp_path,
         f"{group}={option}",
         *early_average,
+        *teacher,
         f"data.data_dir={synthetic_dir}",
         "data.batch_size=32",
         *(f"callbacks.{name}=null" for name in ("progress_bar", "lr_monitor", "model_checkpoint")),

@@ -77,8 +77,9 @@ def test_the_soft_loss_vanishes_when_the_student_matches_the_teacher() -> None:
     same = teacher(images)
     assert float(distillation.soft_loss(same, images)) == pytest.approx(0.0, abs=1e-6)
     assert float(distillation.soft_loss(torch.zeros_like(same), images)) > 0
-    hard = torch.tensor(2.0)
-    assert float(Distillation(teacher, weight=0.0).loss(hard, same, images)) == 2.0
+    labels_only = Distillation(teacher, weight=0.0)
+    labels_only.prepare(torch.device("cpu"), mean=0.0, std=1.0)
+    assert float(labels_only.loss(torch.tensor(2.0), same, images)) == 2.0
     with pytest.raises(ConfigError, match="temperature=0"):
         Distillation(teacher, temperature=0)
 

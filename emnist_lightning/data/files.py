@@ -66,8 +66,8 @@ def ensure_files(data_dir: Path, split: EMNISTSplit, download: bool, archive: Ar
     if incomplete:
         path, why = next(iter(incomplete.items()))
         raise DataError(
-            f"{path} is incomplete ({why}); {reason}. Fix: delete it and run with data.download=true, or copy "
-            "the file again"
+            f"{path} is incomplete ({why}); {reason}. Fix: delete it and download it again (data.download=true), "
+            "or copy the file again"
         )
     raise DataError(
         f"EMNIST {split.title} files not found in '{data_dir}' (nor in its EMNIST/raw/): missing "
