@@ -124,3 +124,15 @@ def test_whole_run_benchmark_smoke(synthetic_dir: Path, tmp_path: Path) -> None:
     assert accounted == pytest.approx(single["ours s"], abs=0.5)
     assert {"confusion_matrix.png", "dataset_samples.png"} <= set(run["pictures"])
     assert "where the last single run's" in result.stdout
+
+
+def test_the_gpu_benchmark_reads_time_to_accuracy_from_the_epochs() -> None:
+    from benchmarks.gpu import time_to_levels
+
+    record = {
+        "history": {"val/acc": [0.85, 0.885, 0.91]},
+        "seconds": {"train_epoch": [10, 10, 10], "val_epoch": [1, 1, 1]},
+    }
+    assert time_to_levels(record) == {0.88: 22.0, 0.90: 33.0}
+    record["history"]["val/acc"] = [0.5, 0.6, 0.7]
+    assert time_to_levels(record) == {0.88: None, 0.90: None}
