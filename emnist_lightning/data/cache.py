@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import secrets
-import socket
 import time
 import zipfile
 from collections.abc import Callable, Sequence
@@ -22,6 +19,8 @@ from contextlib import suppress
 from pathlib import Path
 
 import numpy as np
+
+from emnist_lightning.data.atomic import replaced_atomically
 
 log = logging.getLogger(__name__)
 
@@ -82,24 +81,15 @@ def read_entry(entry: Path, check: Callable[[np.ndarray, np.ndarray], str | None
 def write_entry(entry: Path, images: np.ndarray, labels: np.ndarray) -> None:
     """Write atomically (a temporary file of a name no other writer uses, renamed into place); a cache
     that cannot be written is skipped with a warning. Partial files that dead writers left are removed."""
-    partial = partial_beside(entry)
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         remove_orphans(entry.parent)
-        with open(partial, "wb") as file:
+        with replaced_atomically(entry) as file:
             np.savez(file, images=images, labels=labels)
-        os.replace(partial, entry)
     except OSError as err:
-        with suppress(OSError):
-            partial.unlink(missing_ok=True)
         log.warning(
             "cannot write the data cache in %s (%s); set data.cache_dir to a writable folder", entry.parent, err
         )
-
-
-def partial_beside(path: Path) -> Path:
-    """A temporary name beside `path` that no other writer uses, on this machine or another sharing the folder."""
-    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}.partial")
 
 
 def remove_orphans(folder: Path) -> None:

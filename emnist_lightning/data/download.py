@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
-import os
 import shutil
 import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from emnist_lightning.data.cache import partial_beside, remove_orphans
+from emnist_lightning.data.atomic import partial_beside, replaced_atomically
+from emnist_lightning.data.cache import remove_orphans
 from emnist_lightning.data.splits import SPLITS
 from emnist_lightning.errors import DataError
 
@@ -99,13 +99,8 @@ def extract(archive_path: Path, raw_dir: Path) -> list[Path]:
                 if member.file_size > MAX_ARCHIVE_BYTES:
                     raise DataError(f"{name} in the archive claims {member.file_size:,} bytes: not an EMNIST file")
                 target = raw_dir / name.name
-                partial = partial_beside(target)
-                try:
-                    with archive.open(member) as source, open(partial, "wb") as file:
-                        shutil.copyfileobj(source, file, CHUNK)
-                    os.replace(partial, target)
-                finally:
-                    partial.unlink(missing_ok=True)
+                with archive.open(member) as source, replaced_atomically(target) as file:
+                    shutil.copyfileobj(source, file, CHUNK)
                 written.append(target)
     except zipfile.BadZipFile as err:
         raise DataError(f"the downloaded archive is not a valid zip file ({err}); download it again") from err

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from emnist_lightning.errors import CheckpointError, ConfigError
+from emnist_lightning.models.calibration import mean_of_probabilities
 from emnist_lightning.models.checkpoints import classifier_of_checkpoint, read_checkpoint
 
 DATAMODULE_KEY = "EMNISTDataModule"  # where Lightning saves the data module's state in a checkpoint
@@ -77,12 +77,6 @@ class PixelEnsemble(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return mean_of_probabilities([member(pixels) for member in self.members])
-
-
-def mean_of_probabilities(logits: Sequence[torch.Tensor]) -> torch.Tensor:
-    """log(mean(softmax(l) for l in logits)), computed in log space so tiny probabilities stay finite."""
-    log_probabilities = torch.stack([each.float().log_softmax(dim=1) for each in logits])
-    return torch.logsumexp(log_probabilities, dim=0) - math.log(len(logits))
 
 
 def model_paths(spec: str | Path | Sequence[str | Path] | None) -> list[Path]:

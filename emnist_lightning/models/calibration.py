@@ -1,8 +1,12 @@
-"""Temperature scaling (Guo et al., 2017): one scalar T that divides the logits, fitted on the validation
-split by negative log-likelihood. Predicted classes stay the same (argmax is unchanged by T > 0); the
-probabilities shown to people become calibrated."""
+"""Probabilities people are shown. Temperature scaling (Guo et al., 2017): one scalar T that divides the
+logits, fitted on the validation split by negative log-likelihood; predicted classes stay the same (argmax
+is unchanged by T > 0). And the mean of several probability vectors (of shifted views, or of an ensemble's
+models), as logits."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,3 +38,10 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 def nll(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> float:
     return float(F.cross_entropy(logits.double() / temperature, labels))
+
+
+def mean_of_probabilities(logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    """log(mean(softmax(l) for l in logits)): logits whose softmax is the mean, computed in log space so tiny
+    probabilities stay finite."""
+    log_probabilities = torch.stack([each.float().log_softmax(dim=1) for each in logits])
+    return torch.logsumexp(log_probabilities, dim=0) - math.log(len(logits))

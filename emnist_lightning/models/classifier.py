@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -16,7 +15,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from emnist_lightning.data.augment import shifted_views
 from emnist_lightning.errors import CheckpointError, ConfigError
-from emnist_lightning.models.calibration import TEMPERATURE_KEY
+from emnist_lightning.models.calibration import TEMPERATURE_KEY, mean_of_probabilities
 from emnist_lightning.models.distillation import Distillation
 from emnist_lightning.models.metrics import accuracies, accuracy_metrics, calibration_metrics
 from emnist_lightning.models.networks import build_network
@@ -173,8 +172,7 @@ class EMNISTClassifier(L.LightningModule):
         """Log of the mean softmax over the images shifted by up to `test_time_shift` pixels (one
         forward pass over all views; logsumexp keeps tiny probabilities finite)."""
         views = shifted_views(images, self.test_time_shift)
-        log_probabilities = self(torch.cat(views)).float().log_softmax(dim=1).unflatten(0, (len(views), len(images)))
-        return torch.logsumexp(log_probabilities, dim=0) - math.log(len(views))
+        return mean_of_probabilities(self(torch.cat(views)).split(len(images)))
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> TestStepOutput:
         return TestStepOutput(self._evaluate(batch, self.val_metrics, "val"), batch[1], batch[0])

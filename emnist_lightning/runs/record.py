@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from emnist_lightning.data.atomic import replaced_atomically
 from emnist_lightning.runs.context import RunContext
 
 METRICS_FILE = "metrics.json"
@@ -93,16 +92,8 @@ class RunRecord:
             return path
         directory.mkdir(parents=True, exist_ok=True)
         values = {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
-        # A name of its own (two writers never share one) in the same folder, on disk before the rename.
-        with tempfile.NamedTemporaryFile("w", dir=directory, prefix=f".{METRICS_FILE}.", delete=False) as tmp:
-            try:
-                tmp.write(json.dumps(values, indent=2, default=str) + "\n")
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            except BaseException:  # a full disk: the previous record stays, no temporary file
-                Path(tmp.name).unlink(missing_ok=True)
-                raise
-        os.replace(tmp.name, path)
+        with replaced_atomically(path, durable=True) as file:  # a full disk: the previous record stays
+            file.write((json.dumps(values, indent=2, default=str) + "\n").encode())
         return path
 
     @classmethod

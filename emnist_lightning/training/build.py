@@ -17,6 +17,7 @@ from lightning.pytorch.plugins import TorchCheckpointIO
 from omegaconf import DictConfig
 
 from emnist_lightning.data import EMNISTDataModule
+from emnist_lightning.data.atomic import replaced_atomically
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.inference.models import load_pixel_model
 from emnist_lightning.models import EMNISTClassifier
@@ -132,16 +133,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
-        try:
-            with open(partial, "wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-        except BaseException:  # a full disk or a kill: the previous checkpoint stays, and no partial file
-            partial.unlink(missing_ok=True)
-            raise
-        os.replace(partial, path)
+        with replaced_atomically(path, durable=True) as file:  # a full disk or a kill: the previous one stays
+            torch.save(checkpoint, file)
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[L.Callback]) -> L.Trainer:

@@ -1,0 +1,35 @@
+"""Files written whole or not at all: a temporary file beside the target, renamed over it once written (a
+rename within a folder is atomic), removed if writing fails. Data files, the cache, checkpoints and
+metrics.json are all written this way, so a kill or a full disk never leaves half a file under a real name."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import BinaryIO
+
+
+def partial_beside(path: Path) -> Path:
+    """A temporary name beside `path` that no other writer uses, on this machine or another sharing the folder."""
+    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}.partial")
+
+
+@contextmanager
+def replaced_atomically(path: Path, durable: bool = False) -> Iterator[BinaryIO]:
+    """A binary file to write; once the block ends without error it replaces `path`. `durable`: on disk
+    (fsync) before the rename, for files a crash must not take back (checkpoints, run records)."""
+    partial = partial_beside(path)
+    try:
+        with open(partial, "wb") as file:
+            yield file
+            if durable:
+                file.flush()
+                os.fsync(file.fileno())
+        os.replace(partial, path)
+    finally:
+        with suppress(OSError):
+            partial.unlink(missing_ok=True)
