@@ -8,13 +8,21 @@ ARGS ?=
 # test processes (pytest-xdist): one per core; WORKERS=0 runs the suite in this process
 WORKERS ?= auto
 
-.PHONY: install train evaluate test test-fast lint format tensorboard benchmark clean
+.PHONY: install install-dev train evaluate test test-fast lint format tensorboard benchmark clean
 
+## what training, evaluating, predicting and reporting need (no trackers, export or test tools)
 install: $(VENV)/.installed
+
+## and the extras the tests check: ONNX export, MLflow and W&B, pytest, ruff, import-linter, deptry, playwright
+install-dev: $(VENV)/.installed-dev
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON_BASE) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[dev,export,trackers]'
 	touch $@
 
@@ -27,27 +35,28 @@ evaluate: install
 	$(PY) evaluate.py $(ARGS)
 
 ## the whole test suite (what CI runs)
-test: install
+test: install-dev
 	$(PY) -m pytest -n $(WORKERS) $(ARGS)
 
 ## the suite without end-to-end subprocess runs
-test-fast: install
+test-fast: install-dev
 	$(PY) -m pytest -n $(WORKERS) -m "not slow" $(ARGS)
 
-## ruff, and import-linter's layer contract (pyproject.toml: tool.importlinter)
-lint: install
+## ruff, import-linter's layer contract (tool.importlinter) and deptry's check of the declared dependencies
+lint: install-dev
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/deptry .
 
-format: install
+format: install-dev
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
 tensorboard: install
 	$(VENV)/bin/tensorboard --logdir outputs
 
-benchmark: install
+benchmark: install-dev
 	$(PY) benchmarks/throughput.py $(ARGS)
 
 clean:

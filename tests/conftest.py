@@ -31,6 +31,7 @@ BALANCED = SPLITS["balanced"]
 OWN_CACHE_DIR = None if "EMNIST_CACHE_DIR" in os.environ else tempfile.mkdtemp(prefix="emnist-lightning-test-cache-")
 if OWN_CACHE_DIR:
     os.environ["EMNIST_CACHE_DIR"] = OWN_CACHE_DIR
+    os.environ.setdefault("EMNIST_CACHE_KEY_FILE", str(Path(OWN_CACHE_DIR) / "key" / "cache.key"))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -86,7 +87,14 @@ def write_gzip_bomb(path: Path, declared_images: int, zeros: int = 0) -> Path:
 
 def synthetic_datamodule(data_dir: str | Path, **settings: Any) -> EMNISTDataModule:
     """The data module on local files: Balanced, no download, no cache and seed 0 unless `settings` say otherwise."""
-    defaults = {"split": "balanced", "download": False, "seed": 0, "cache_dir": None, "archive_url": None}
+    defaults = {
+        "split": "balanced",
+        "download": False,
+        "seed": 0,
+        "cache_dir": None,
+        "cache_key_file": None,
+        "archive_url": None,
+    }
     return EMNISTDataModule(data_dir, **(defaults | settings))
 
 

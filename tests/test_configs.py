@@ -25,7 +25,7 @@ from emnist_lightning.errors import ConfigError
 from emnist_lightning.models.networks import ACTIVATIONS, CNN, MLP, per_layer
 from emnist_lightning.pictures import test_figures
 from emnist_lightning.runs import host
-from emnist_lightning.runs.config import compose, config_dir, override_value, parse_overrides
+from emnist_lightning.runs.config import as_multirun, compose, config_dir, override_value, parse_overrides
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.training.build import (
     build_datamodule,
@@ -414,3 +414,18 @@ def test_auto_precision_on_a_gpu_asks_the_gpu(monkeypatch: pytest.MonkeyPatch, b
     assert host.resolved_precision("auto", "gpu") == expected
     assert host.resolved_precision("auto", "auto") == expected
     assert host.resolved_precision("16-mixed", "gpu") == "16-mixed", "a value given by hand stays"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["sweep=optimizers", "model=cnn"], ["-m", "sweep=optimizers", "model=cnn"]),
+        (["hparams_search=mlp_optuna"], ["-m", "hparams_search=mlp_optuna"]),
+        (["-m", "sweep=optimizers"], ["-m", "sweep=optimizers"]),
+        (["--multirun", "hparams_search=mlp_optuna"], ["--multirun", "hparams_search=mlp_optuna"]),
+        (["model=cnn", "optimizer=adam"], ["model=cnn", "optimizer=adam"]),
+        (["sweep=null"], ["sweep=null"]),
+    ],
+)
+def test_a_sweep_option_makes_a_multirun(arguments: list[str], expected: list[str]) -> None:
+    assert as_multirun(arguments) == expected

@@ -19,6 +19,11 @@ from emnist_lightning.errors import ConfigError, DataError
 from tests.conftest import BALANCED, synthetic_datamodule, write_synthetic_emnist
 
 
+def cached_in(cache_dir: Path, tmp_path: Path) -> dict[str, Path]:
+    """load_split's cache settings: a folder, and the key its entries are sealed with."""
+    return {"cache_dir": cache_dir, "cache_key_file": tmp_path / "key"}
+
+
 @pytest.fixture
 def datamodule(synthetic_dir: Path) -> EMNISTDataModule:
     module = synthetic_datamodule(synthetic_dir, val_fraction=0.25, batch_size=32, seed=3)
@@ -133,9 +138,9 @@ def test_test_stage_loads_only_the_test_split(synthetic_dir: Path, monkeypatch: 
     loaded = []
     original = files.load_split
 
-    def recording_load_split(data_dir: Path, split: EMNISTSplit, stage: str, **kwargs) -> files.ImageSet:
+    def recording_load_split(data_dir: Path, split: EMNISTSplit, stage: str, *cache: Path) -> files.ImageSet:
         loaded.append(stage)
-        return original(data_dir, split, stage, **kwargs)
+        return original(data_dir, split, stage, *cache)
 
     monkeypatch.setattr("emnist_lightning.data.datamodule.load_split", recording_load_split)
     module = synthetic_datamodule(synthetic_dir)
@@ -192,19 +197,19 @@ def test_global_batch_must_divide_among_processes(synthetic_dir: Path) -> None:
 def test_a_decoded_split_is_read_from_the_cache_the_second_time(
     fresh_synthetic_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = files.load_split(fresh_synthetic_dir, BALANCED, "train", cache_dir=tmp_path / "cache")
+    first = files.load_split(fresh_synthetic_dir, BALANCED, "train", **cached_in(tmp_path / "cache", tmp_path))
     assert len(list((tmp_path / "cache").glob("balanced-train-*.npz"))) == 1
     monkeypatch.setattr(files.idx, "read_images", lambda path: pytest.fail("decoded again despite the cache"))
-    second = files.load_split(fresh_synthetic_dir, BALANCED, "train", cache_dir=tmp_path / "cache")
+    second = files.load_split(fresh_synthetic_dir, BALANCED, "train", **cached_in(tmp_path / "cache", tmp_path))
     assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
     assert second.images.dtype == torch.uint8 and second.labels.dtype == torch.int64
 
 
 def test_a_changed_file_is_never_served_from_the_cache(fresh_synthetic_dir: Path, tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
-    before = files.load_split(fresh_synthetic_dir, BALANCED, "train", cache_dir=cache_dir)
+    before = files.load_split(fresh_synthetic_dir, BALANCED, "train", **cached_in(cache_dir, tmp_path))
     write_synthetic_emnist(fresh_synthetic_dir, seed=7)  # the same names, other images
-    after = files.load_split(fresh_synthetic_dir, BALANCED, "train", cache_dir=cache_dir)
+    after = files.load_split(fresh_synthetic_dir, BALANCED, "train", **cached_in(cache_dir, tmp_path))
     assert not torch.equal(before.images, after.images)
     assert torch.equal(after.images, files.load_split(fresh_synthetic_dir, BALANCED, "train").images), (
         "not the new file"
@@ -217,7 +222,7 @@ def test_a_damaged_cache_is_rebuilt_with_a_warning(
     fresh_synthetic_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
     cache_dir = tmp_path / "cache"
-    expected = files.load_split(fresh_synthetic_dir, BALANCED, "test", cache_dir=cache_dir)
+    expected = files.load_split(fresh_synthetic_dir, BALANCED, "test", **cached_in(cache_dir, tmp_path))
     (entry,) = cache_dir.glob("balanced-test-*.npz")
     data = bytearray(entry.read_bytes())
     if damage == "truncate":
@@ -226,11 +231,11 @@ def test_a_damaged_cache_is_rebuilt_with_a_warning(
         data[len(data) // 2] ^= 0xFF
     entry.write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING):
-        reloaded = files.load_split(fresh_synthetic_dir, BALANCED, "test", cache_dir=cache_dir)
+        reloaded = files.load_split(fresh_synthetic_dir, BALANCED, "test", **cached_in(cache_dir, tmp_path))
     assert torch.equal(reloaded.images, expected.images)
     assert f"the data cache {entry}" in caplog.text and "decoding the IDX files again" in caplog.text
     caplog.clear()
-    files.load_split(fresh_synthetic_dir, BALANCED, "test", cache_dir=cache_dir)
+    files.load_split(fresh_synthetic_dir, BALANCED, "test", **cached_in(cache_dir, tmp_path))
     assert "data cache" not in caplog.text, "the rebuilt entry is sound"
 
 
@@ -240,7 +245,7 @@ def test_an_unwritable_cache_is_skipped_with_a_warning(
     blocked = tmp_path / "a_file"
     blocked.write_text("")
     with caplog.at_level(logging.WARNING):
-        split = files.load_split(synthetic_dir, BALANCED, "test", cache_dir=blocked / "cache")
+        split = files.load_split(synthetic_dir, BALANCED, "test", **cached_in(blocked / "cache", tmp_path))
     assert len(split) == 47 * 6 and "cannot write the data cache" in caplog.text
 
 
@@ -249,12 +254,12 @@ def test_an_entry_of_another_decoder_is_not_reused(
 ) -> None:
     """The decoder's code is part of every entry's name: after an edit, the old entry is never read."""
     cache_dir = tmp_path / "cache"
-    files.load_split(fresh_synthetic_dir, BALANCED, "test", cache_dir=cache_dir)
+    files.load_split(fresh_synthetic_dir, BALANCED, "test", **cached_in(cache_dir, tmp_path))
     monkeypatch.setattr(files.cache, "decoder_version", lambda modules: "edited")
     decoded = []
     original = files.decode_split
     monkeypatch.setattr(files, "decode_split", lambda *args: decoded.append(1) or original(*args))
-    files.load_split(fresh_synthetic_dir, BALANCED, "test", cache_dir=cache_dir)
+    files.load_split(fresh_synthetic_dir, BALANCED, "test", **cached_in(cache_dir, tmp_path))
     assert decoded == [1] and len(list(cache_dir.glob("balanced-test-*.npz"))) == 2
 
 
@@ -277,11 +282,11 @@ def test_a_planted_cache_entry_is_refused(
     """A shared cache folder can be written by others: an entry with the right name but the wrong dtype,
     shape or labels is decoded afresh, with a warning."""
     cache_dir = tmp_path / "cache"
-    expected = files.load_split(fresh_synthetic_dir, BALANCED, "test", cache_dir=cache_dir)
+    expected = files.load_split(fresh_synthetic_dir, BALANCED, "test", **cached_in(cache_dir, tmp_path))
     (entry,) = cache_dir.glob("balanced-test-*.npz")
     np.savez(entry, images=images, labels=labels)
     with caplog.at_level(logging.WARNING):
-        reloaded = files.load_split(fresh_synthetic_dir, BALANCED, "test", cache_dir=cache_dir)
+        reloaded = files.load_split(fresh_synthetic_dir, BALANCED, "test", **cached_in(cache_dir, tmp_path))
     assert torch.equal(reloaded.labels, expected.labels)
     assert re.search(problem, caplog.text) and "not what the decoder makes" in caplog.text
 
@@ -294,7 +299,7 @@ def test_a_cache_folder_that_cannot_be_searched_is_a_warning(
     closed.mkdir(mode=0o000)
     try:
         with caplog.at_level(logging.WARNING):
-            split = files.load_split(synthetic_dir, BALANCED, "test", cache_dir=closed / "cache")
+            split = files.load_split(synthetic_dir, BALANCED, "test", **cached_in(closed / "cache", tmp_path))
     finally:
         closed.chmod(0o700)
     assert len(split) == 47 * 6 and "data cache" in caplog.text
@@ -307,5 +312,22 @@ def test_partial_files_of_dead_writers_are_removed(synthetic_dir: Path, tmp_path
     for path in (orphan, fresh):
         path.write_bytes(b"half")
     os.utime(orphan, (time.time() - 2 * 24 * 3600,) * 2)
-    files.load_split(synthetic_dir, BALANCED, "test", cache_dir=cache_dir)
+    files.load_split(synthetic_dir, BALANCED, "test", **cached_in(cache_dir, tmp_path))
     assert not orphan.exists() and fresh.exists()  # another process may still be writing the fresh one
+
+
+def test_an_entry_planted_with_the_right_shapes_and_labels_in_range_is_refused(
+    fresh_synthetic_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Labels shifted by one pass every structural check; without the key no one can seal them."""
+    cache_dir, key_file = tmp_path / "cache", tmp_path / "key"  # as cached_in places them
+    expected = files.load_split(fresh_synthetic_dir, BALANCED, "test", **cached_in(cache_dir, tmp_path))
+    (entry,) = cache_dir.glob("balanced-test-*.npz")
+    with np.load(entry) as stored:
+        images, labels, sealed = stored["images"], stored["labels"], stored["seal"]
+    np.savez(entry, images=images, labels=(labels + 1) % 47, seal=sealed)  # the old seal, copied over
+    with caplog.at_level(logging.WARNING):
+        reloaded = files.load_split(fresh_synthetic_dir, BALANCED, "test", **cached_in(cache_dir, tmp_path))
+    assert torch.equal(reloaded.labels, expected.labels)
+    assert "its seal does not match" in caplog.text
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"

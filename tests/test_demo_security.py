@@ -4,11 +4,13 @@ and a flood of requests from several threads."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import socket
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +20,7 @@ import pytest
 from PIL import Image
 
 from emnist_lightning.inference.models import open_predictor
-from emnist_lightning.inference.server import make_server
+from emnist_lightning.inference.server import QUEUED, REQUEST_DEADLINE_S, WORKERS, make_server
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +121,47 @@ def test_slow_clients_and_a_flood_leave_every_good_request_answered(address: tup
     assert statuses == [413 if i % 4 == 0 else 200 for i in range(200)]
     for connection in stalled:
         connection.close()
+
+
+def test_clients_that_trickle_their_headers_cannot_hold_every_worker(address: tuple[str, int]) -> None:
+    """More slow clients than workers, each sending a header line every second (a per-read timeout never
+    fires): the deadline for the whole request frees the workers, and a good request is answered within
+    a few seconds."""
+    slow = [socket.create_connection(address, timeout=30) for _ in range(WORKERS + 2)]
+    for connection in slow:
+        connection.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.wait(1.0):
+            for connection in slow:
+                with contextlib.suppress(OSError):
+                    connection.sendall(b"X-Slow: 1\r\n")
+
+    threading.Thread(target=trickle, daemon=True).start()
+    try:
+        time.sleep(0.5)  # every worker now holds a slow client
+        started = time.monotonic()
+        status, _ = request(address, "GET", "/model")
+        waited = time.monotonic() - started
+    finally:
+        stop.set()
+        for connection in slow:
+            connection.close()
+    assert status == 200 and waited < REQUEST_DEADLINE_S + 2, f"answered after {waited:.1f} s"
+
+
+def test_connections_past_the_queue_are_told_to_come_back(address: tuple[str, int]) -> None:
+    held = [socket.create_connection(address, timeout=30) for _ in range(WORKERS + QUEUED + 5)]
+    try:
+        refused = 0
+        for connection in held[WORKERS + QUEUED :]:
+            connection.settimeout(2)
+            with contextlib.suppress(TimeoutError):
+                refused += connection.recv(100).startswith(b"HTTP/1.0 503")
+        assert refused >= 1
+    finally:
+        for connection in held:
+            connection.close()
+    time.sleep(REQUEST_DEADLINE_S + 0.5)  # the held connections time out and free their slots
+    assert request(address, "GET", "/model")[0] == 200

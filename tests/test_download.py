@@ -6,13 +6,16 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+import time
 import zipfile
+from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
+from torchvision.datasets import EMNIST
 
 from emnist_lightning.data import files
 from emnist_lightning.data.download import Archive
@@ -38,14 +41,23 @@ def archive_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def server(archive_bytes: bytes) -> Iterator[str]:
-    """/gzip.zip whole; /cut.zip promises the whole archive and sends half; /tampered.zip has one byte changed."""
+def requests_by_path() -> Counter[str]:
+    return Counter()
+
+
+@pytest.fixture(scope="module")
+def server(archive_bytes: bytes, requests_by_path: Counter[str]) -> Iterator[str]:
+    """/gzip.zip whole; /slow.zip the same after a pause; /cut.zip promises the whole archive and sends half;
+    /tampered.zip has one byte changed. Requests are counted by path."""
     tampered = bytearray(archive_bytes)
     tampered[len(tampered) // 2] ^= 0xFF
-    bodies = {"/gzip.zip": archive_bytes, "/tampered.zip": bytes(tampered)}
+    bodies = {"/gzip.zip": archive_bytes, "/slow.zip": archive_bytes, "/tampered.zip": bytes(tampered)}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            requests_by_path[self.path] += 1
+            if self.path == "/slow.zip":
+                time.sleep(0.5)  # long enough for a second job to find the first one downloading
             body = bodies.get(self.path, archive_bytes[: len(archive_bytes) // 2])
             self.send_response(200 if self.path in bodies or self.path == "/cut.zip" else 404)
             self.send_header("Content-Length", str(len(archive_bytes) if self.path == "/cut.zip" else len(body)))
@@ -72,11 +84,22 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.rglob("*") if path.name.endswith(".partial") or "gzip.zip" in path.name)
 
 
-def test_download_fills_the_raw_folder_and_the_split_loads(server: str, archive_bytes: bytes, tmp_path: Path) -> None:
+def test_the_official_archive_is_the_one_torchvision_publishes() -> None:
+    """The address and md5 a fresh machine downloads against are upstream's (a retyped md5 once refused the
+    real archive as tampered)."""
+    assert (Archive().url, Archive().md5) == (EMNIST.url, EMNIST.md5)
+    assert Archive.of(None, None) == Archive(EMNIST.url, EMNIST.md5)
+
+
+def test_download_fills_the_raw_folder_and_the_split_loads(
+    server: str, archive_bytes: bytes, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     data_dir = tmp_path / "data"
     archive = archive_at(server, "gzip.zip", archive_bytes)
     datamodule = synthetic_datamodule(data_dir, download=True, archive_url=archive.url, archive_md5=archive.md5)
     datamodule.prepare_data()
+    progress = capfd.readouterr().err
+    assert "gzip.zip" in progress and "100%" in progress  # the progress bar, through to the end
     datamodule.setup("fit")
     raw = data_dir / "EMNIST" / "raw"
     assert sorted(path.name for path in raw.iterdir()) == sorted(
@@ -149,3 +172,27 @@ def test_the_archive_address_comes_from_the_config_or_the_environment(
     data = compose("train", [], tmp_path).data
     assert data.archive_url == "https://mirror.example/emnist/gzip.zip"
     assert Archive.of(data.archive_url, data.archive_md5).md5 == Archive().md5
+
+
+def test_jobs_started_together_download_once(
+    server: str, archive_bytes: bytes, requests_by_path: Counter[str], tmp_path: Path
+) -> None:
+    """Two jobs of a sweep on a fresh machine: one downloads while the other waits on the lock, then finds
+    the files."""
+    archive = archive_at(server, "slow.zip", archive_bytes)
+    errors: list[BaseException] = []
+
+    def job() -> None:
+        try:
+            files.ensure_files(tmp_path, BALANCED, True, archive)
+        except BaseException as err:  # handed to the test's thread
+            errors.append(err)
+
+    jobs = [threading.Thread(target=job) for _ in range(2)]
+    for each in jobs:
+        each.start()
+    for each in jobs:
+        each.join(timeout=60)
+    assert errors == []
+    assert requests_by_path["/slow.zip"] == 1
+    assert files.missing_files(tmp_path, BALANCED) == [] and files.incomplete_files(tmp_path, BALANCED) == {}

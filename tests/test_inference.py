@@ -79,7 +79,7 @@ def test_an_image_without_ink_is_refused() -> None:
 def test_unreadable_and_transparent_images(tmp_path: Path) -> None:
     fake = tmp_path / "notes.png"
     fake.write_text("not an image")
-    with pytest.raises(InputError, match=r"notes.png: not an image PIL can read"):
+    with pytest.raises(InputError, match=r"notes.png: not a PNG, JPEG or BMP image"):
         read_picture(fake)
     # a transparent PNG with black strokes reads as black ink on white paper
     rgba = np.zeros((40, 40, 4), dtype=np.uint8)
@@ -156,7 +156,7 @@ def test_predict_reads_every_input_and_reports_the_bad_ones(synthetic_checkpoint
         "predict.py", f"ckpt_path={synthetic_checkpoint}", f"inputs={inputs}", f"hydra.run.dir={run_dir}"
     )
     assert result.returncode == 1, result.stderr[-2000:]
-    assert "skipped: " in result.stdout and "broken.png: not an image PIL can read" in result.stdout
+    assert "skipped: " in result.stdout and "broken.png: not a PNG, JPEG or BMP image" in result.stdout
     assert "blank.bmp: no ink found" in result.stdout
     assert "bomb-idx3-ubyte.gz: not a readable .npy or IDX image array" in result.stdout
     assert result.stderr.strip().splitlines()[-1] == "error: 3 of 6 inputs could not be predicted (listed above)"
@@ -173,7 +173,7 @@ def test_predict_reads_every_input_and_reports_the_bad_ones(synthetic_checkpoint
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["inputs=x.png"], "error: no model given: pass ckpt_path="),
+        (["ckpt_path=null", "inputs=x.png"], "error: no model given: pass ckpt_path="),
         (["ckpt_path=missing.ckpt", "inputs=x.png"], "error: model 'missing.ckpt' does not exist"),
         (["ckpt_path=CKPT", "inputs=nothing/here*.png"], "error: inputs=nothing/here*.png: no such file or folder"),
     ],
@@ -192,10 +192,10 @@ def test_an_exported_model_without_its_class_list_or_broken_is_refused(tmp_path:
     for name in ("model.pt", "model.onnx"):
         (tmp_path / name).write_bytes(b"")
         with pytest.raises(CheckpointError, match=rf"model.json' \(the class list of {name}\) is missing"):
-            open_predictor(tmp_path / name)
+            open_predictor(tmp_path / name, trust_program=True)
     write_classes(tmp_path / "model.pt", ("a", "b"))
     with pytest.raises(CheckpointError, match=r"model.pt' is not a readable TorchScript model; export it again"):
-        open_predictor(tmp_path / "model.pt")
+        open_predictor(tmp_path / "model.pt", trust_program=True)
     with pytest.raises(CheckpointError, match=r"model.onnx' is not a loadable ONNX model"):
         open_predictor(tmp_path / "model.onnx")
 
@@ -222,7 +222,11 @@ def test_export_writes_a_model_that_predict_runs_alike(
     tables = []
     for model in (synthetic_checkpoint, export_dir / f"model{suffix}"):
         run = run_entry_point(
-            "predict.py", f"ckpt_path={model}", f"inputs={inputs}", f"hydra.run.dir={tmp_path / model.name}"
+            "predict.py",
+            f"ckpt_path={model}",
+            f"inputs={inputs}",
+            f"hydra.run.dir={tmp_path / model.name}",
+            f"trust_program={model.suffix == '.pt'}",  # the file this test exported
         )
         assert run.returncode == 0, run.stderr[-2000:]
         tables.append([line for line in run.stdout.splitlines() if line.startswith("one.png")])

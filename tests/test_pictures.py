@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from emnist_lightning.models.metrics import calibration_error
 from emnist_lightning.pictures import analysis, plots, test_figures
-from emnist_lightning.pictures.sink import FigureSink
+from emnist_lightning.pictures.sink import FigureSink, tensorboard_images
 from tests.conftest import BALANCED, configured_settings, run_entry_point
 
 TEST_IMAGES = 47 * 6  # the synthetic test split
@@ -91,7 +93,9 @@ def test_write_test_figures_without_a_trainer(tmp_path: Path) -> None:
     outputs = synthetic_test_outputs()
     settings = test_figures.TestFigureSettings(**configured_settings("callbacks.test_diagnostics"))
     with SummaryWriter(str(tmp_path / "tensorboard")) as writer:
-        written = test_figures.write_test_figures(outputs, BALANCED.classes, FigureSink(tmp_path, [writer]), settings)
+        written = test_figures.write_test_figures(
+            outputs, BALANCED.classes, FigureSink(tmp_path, [tensorboard_images(writer)]), settings
+        )
     pictures = {name: tag for name, tag in RUN_PICTURES.items() if tag.startswith("test/")}
     assert {path.name for path in written} == set(pictures) | {
         "confusion_matrix.csv",
@@ -175,3 +179,23 @@ def test_image_grids_of_nothing_still_draw(tmp_path: Path) -> None:
     plots.save_figure(plots.confused_pairs_figure([]), tmp_path / "no_pairs.png")
     assert_sensible_png(tmp_path / "empty.png")
     assert_sensible_png(tmp_path / "no_pairs.png")
+
+
+def test_drawing_leaves_the_callers_matplotlib_alone(tmp_path: Path) -> None:
+    """A notebook or program that imports the package keeps its backend and its pyplot figures: the
+    package's figures are drawn off pyplot."""
+    script = f"""
+import matplotlib
+matplotlib.use("svg")
+from matplotlib import pyplot
+import pandas as pd
+from pathlib import Path
+from emnist_lightning.pictures import plots
+counts = pd.DataFrame({{"class": ["a", "b", "a"], "split": ["train", "train", "test"], "images": [3, 5, 1]}})
+plots.save_figure(plots.class_distribution_figure(counts), Path({str(tmp_path / "counts.png")!r}))
+print(matplotlib.get_backend(), pyplot.get_fignums())
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["svg", "[]"]
+    assert_sensible_png(tmp_path / "counts.png")

@@ -8,14 +8,17 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from emnist_lightning.errors import ConfigError
+from emnist_lightning.inference.models import write_classes
 from emnist_lightning.runs import task
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.record import METRICS_FILE, RunRecord, stage_metrics
+from emnist_lightning.study.predictions import TestPredictions
 from emnist_lightning.training.build import AtomicCheckpointIO
 
 
@@ -103,3 +106,29 @@ def test_a_checkpoint_cut_short_by_a_full_disk_leaves_the_previous_one_and_no_pa
         AtomicCheckpointIO().save_checkpoint({"epoch": 2}, last)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["last.ckpt"]
     assert last.read_bytes() == before
+
+
+def test_test_predictions_and_model_json_are_replaced_whole_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both used to be written in place: a process killed mid-write left half a file under the real name.
+    Now the real file changes only at the final rename, so one that never comes leaves it as it was."""
+    path = TestPredictions(np.array([0, 1]), np.array([0, 0]), ("a", "b")).save(tmp_path)
+    classes = write_classes(tmp_path / "model.onnx", ("a", "b"))
+    before = {path: path.read_bytes(), classes: classes.read_bytes()}
+    monkeypatch.setattr(os, "replace", full_disk)  # the process dies before the rename
+    with pytest.raises(OSError, match="No space left"):
+        TestPredictions(np.array([1, 1]), np.array([1, 1]), ("a", "b")).save(tmp_path)
+    with pytest.raises(OSError, match="No space left"):
+        write_classes(tmp_path / "model.onnx", ("x", "y"))
+    assert {path: path.read_bytes() for path in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in before)
+
+
+def test_a_durable_write_syncs_its_folder_after_the_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd))
+    RunRecord.of_run(RunContext(tmp_path), "completed").write(tmp_path)
+    assert synced[-1] == str(tmp_path)  # after the file itself, its folder: the rename is on disk
+    assert any(name.endswith(".partial") for name in synced[:-1])

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from emnist_lightning.errors import CheckpointError
@@ -106,18 +105,9 @@ def test_ctrl_c_stops_after_the_step_saves_and_resumes(
     assert f"resume with: python train.py resume={run_dir}" in stopped.stderr.strip().splitlines()[-1]
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     forget_signal(run_dir)
-    as_an_earlier_version_wrote_it(run_dir)
     resumed = run_entry_point("train.py", f"resume={run_dir}", "callbacks.progress_bar=null")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_run(run_dir, uninterrupted)
-
-
-def as_an_earlier_version_wrote_it(run_dir: Path) -> None:
-    """The run's config without the data keys later versions added (data.split, data.archive_url)."""
-    config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    for key in ("split", "archive_url"):
-        config.data.pop(key)
-    OmegaConf.save(config, run_dir / ".hydra" / "config.yaml")
 
 
 def test_sigterm_stops_like_ctrl_c_and_a_requeued_job_continues(
@@ -183,7 +173,7 @@ def test_malicious_checkpoint_never_runs(uninterrupted: Path, synthetic_dir: Pat
             "evaluate.py",
             f"ckpt_path={checkpoint}",
             f"data.data_dir={synthetic_dir}",
-            f"hydra.run.dir={tmp_path / 'e'}",
+            f"hydra.run.dir={tmp_path / f'evaluated-{checkpoint.stem}'}",
         )
         assert evaluated.returncode == 1
         assert evaluated.stderr.strip().splitlines()[-1].startswith("error: checkpoint")
@@ -240,3 +230,69 @@ def test_a_run_folder_whose_name_holds_override_characters_can_be_resumed(uninte
     arguments = resume_arguments([f"resume={override_text(run_dir)}"])
     assert override_value(arguments, "resume") == str(run_dir)
     assert override_value(arguments, "hydra.run.dir") == str(run_dir)
+
+
+@pytest.mark.parametrize(
+    ("where", "planted", "fragment"),
+    [
+        ("config", "${oc.create:{_target_: shutil.copy, _args_: [METRICS, VICTIM]}}", "differs"),
+        ("config", "${oc.decode:'{_target_: shutil.copy, _args_: [METRICS, VICTIM]}'}", "differs"),
+        ("overrides", "+callbacks.x=${oc.create:{a: 1}}", "interpolation"),
+        ("overrides", "+callbacks.x='${oc.decode:1}'", "interpolation"),
+        ("overrides", "callbacks.model_checkpoint.dirpath=ELSEWHERE", "moves where the run writes"),
+        ("overrides", "logger.tensorboard.save_dir=ELSEWHERE", "moves where the run writes"),
+        ("overrides", "+logger.mlflow.tracking_uri=http://collector.example", "moves where the run writes"),
+        ("overrides", "paths.log_dir=ELSEWHERE", "moves where the run writes"),
+        ("overrides", "+hydra.job.chdir=true", "changes how Hydra runs"),
+        ("overrides", "experiment=../../../../tmp/evil", "outside the project's conf/"),
+        ("config", "http://collector.example", "differs"),
+    ],
+    ids=[
+        "oc.create-in-config",
+        "oc.decode-in-config",
+        "oc.create-override",
+        "quoted-oc.decode-override",
+        "checkpoint-dirpath",
+        "tensorboard-save-dir",
+        "mlflow-server",
+        "log-dir",
+        "hydra-setting",
+        "group-path",
+        "changed-value-in-config",
+    ],
+)
+def test_a_planted_node_of_any_form_is_refused_and_nothing_runs(
+    uninterrupted: Path, tmp_path: Path, where: str, planted: str, fragment: str
+) -> None:
+    """resume= composes the run's config again from conf/ and checked overrides: the saved config must be
+    that composition, and the overrides what a command line of this project says."""
+    run_dir, victim, elsewhere = tmp_path / "run", tmp_path / "victim.txt", tmp_path / "elsewhere"
+    shutil.copytree(uninterrupted, run_dir)
+    planted = planted.replace("METRICS", str(run_dir / "metrics.json")).replace("VICTIM", str(victim))
+    planted = planted.replace("ELSEWHERE", str(elsewhere))
+    if where == "config":
+        config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+        if planted.startswith("http"):
+            config["logger"]["tensorboard"]["save_dir"] = planted
+        else:
+            config["callbacks"]["x"] = planted
+        (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    else:
+        overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+        (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([*overrides, planted]))
+    before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
+    result = run_entry_point("train.py", f"resume={run_dir}")
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: resume=") and fragment in last and "refused" in last, last
+    assert not victim.exists() and not elsewhere.exists()
+    assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before
+
+
+def test_a_run_folder_whose_name_would_run_a_resolver_is_refused(uninterrupted: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "r${oc.decode:x}"
+    shutil.copytree(uninterrupted, run_dir)
+    result = run_entry_point("train.py", f"resume={override_text(run_dir)}")
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 1 and "rename it" in last, result.stderr[-2000:]
+    assert not (tmp_path / "rx").exists()

@@ -131,3 +131,21 @@ def test_an_in_process_sweep_frees_each_job_before_the_next(synthetic_dir: Path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"alive_at_start": [0, 0, 0, 0]}
+
+
+def test_a_sweep_chosen_without_dash_m_runs_every_job(synthetic_dir: Path, tmp_path: Path) -> None:
+    """sweep=... names a multirun: without -m it would silently train one default run."""
+    result = run_entry_point(
+        "train.py",
+        "sweep=optimizers",
+        "hydra.sweeper.params.optimizer='sgd,adam'",  # two of the sweep's seven jobs
+        f"data.data_dir={synthetic_dir}",
+        f"hydra.sweep.dir={tmp_path}",
+        *QUICK,
+        "callbacks=no_pictures",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sweep=optimizers is a sweep: running it as a multirun" in result.stderr
+    records = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("*/metrics.json"))]
+    assert [record["choices"]["optimizer"] for record in records] == ["sgd", "adam"]
+    assert all(record["status"] == "completed" for record in records)

@@ -1,8 +1,10 @@
-"""The other experiment trackers: a short run with logger=[mlflow,wandb] is read back from each."""
+"""The other experiment trackers: a short run with logger=[mlflow,wandb] is read back from each, its
+metrics, hyperparameters and pictures; MLflow's default store stays inside the outputs folder."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -17,19 +19,27 @@ pytestmark = pytest.mark.slow
 def test_mlflow_and_wandb_runs_hold_the_metrics_and_hyperparameters(
     synthetic_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run_dir, store = tmp_path / "run", tmp_path / "mlruns"
+    outputs, work = tmp_path / "outputs", tmp_path / "work"
+    run_dir, store = outputs / "run", outputs / "mlruns"  # MLflow's default store: beside the runs
+    work.mkdir()
+    environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    monkeypatch.setattr(os, "environ", environment)  # run_entry_point passes this process's environment on
     result = run_entry_point(
         "train.py",
         "logger=[mlflow,wandb]",
-        "callbacks=no_pictures",
+        "callbacks.test_diagnostics=null",  # the dataset pictures only: they are what the trackers are checked for
+        "callbacks.model_pictures=null",
         "model.hidden_dims=[32,32,32]",
         "trainer.max_epochs=2",
         "optimizer.lr=0.002",
         f"data.data_dir={synthetic_dir}",
+        f"paths.log_dir={outputs}",
         f"hydra.run.dir={run_dir}",
-        env={"MLFLOW_TRACKING_URI": store.as_uri(), "WANDB_MODE": "offline", "WANDB_SILENT": "true"},
+        cwd=work,
+        env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert list(work.iterdir()) == []  # nothing written where the command ran
     recorded = json.loads((run_dir / "metrics.json").read_text())
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # as the run's logger allows it (training/build.py)
@@ -38,6 +48,8 @@ def test_mlflow_and_wandb_runs_hold_the_metrics_and_hyperparameters(
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.data.metrics["test/acc"] == pytest.approx(recorded["test_acc"])
     assert float(run.data.params["optimizer.lr"]) == 0.002 and run.data.params["model.hidden_dims"] == "[32, 32, 32]"
+    pictures = [artifact.path for artifact in client.list_artifacts(run.info.run_id, "images")]
+    assert any("data" in path and "samples" in path for path in pictures), pictures
 
     from tests.wandb_log import logged  # needs wandb, which may be skipped above
 
@@ -45,3 +57,4 @@ def test_mlflow_and_wandb_runs_hold_the_metrics_and_hyperparameters(
     metrics, config = logged(offline)
     assert metrics["test/acc"] == pytest.approx(recorded["test_acc"]) and len(metrics) > 5
     assert config["optimizer.lr"] == 0.002 and config["data.split"] == "balanced"
+    assert metrics["data/samples/_type"] == "images/separated"  # the dataset picture, as W&B keeps images

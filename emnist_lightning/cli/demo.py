@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.inference.models import open_predictor
 from emnist_lightning.inference.server import make_server
+from emnist_lightning.models.pretrained import resolve_models
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.task import run_entry_point
 
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def serve(cfg: DictConfig, context: RunContext) -> None:
-    predictor = open_predictor(cfg.get("ckpt_path"))
+    predictor = open_predictor(resolve_models(cfg.get("ckpt_path"), cfg.pretrained_dir), bool(cfg.trust_program))
     if str(cfg.demo.host) not in ("127.0.0.1", "localhost", "::1"):
         log.warning(
             "demo.host=%s: the page and its predictions are open to other machines on the network, "

@@ -7,8 +7,8 @@ import logging
 
 from omegaconf import DictConfig
 
-from emnist_lightning.errors import ConfigError
 from emnist_lightning.inference.export import export
+from emnist_lightning.models.pretrained import resolve_models
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.task import run_entry_point
 
@@ -16,9 +16,8 @@ log = logging.getLogger(__name__)
 
 
 def export_model(cfg: DictConfig, context: RunContext) -> float:
-    if not cfg.get("ckpt_path"):
-        raise ConfigError("no checkpoint given: pass ckpt_path= a checkpoint written by train.py")
-    path, difference = export(cfg.ckpt_path, cfg.format, context.output_dir, cfg.seed)
+    models = resolve_models(cfg.get("ckpt_path"), cfg.pretrained_dir)
+    path, difference = export(models, cfg.format, context.output_dir, cfg.seed)
     log.info("wrote %s (largest logit difference from PyTorch on a random batch: %.2e)", path, difference)
     return difference
 

@@ -16,6 +16,7 @@ from emnist_lightning.errors import ConfigError
 from emnist_lightning.inference.images import find_inputs, read_all
 from emnist_lightning.inference.models import open_predictor
 from emnist_lightning.inference.results import predict_samples, table_lines, write_predictions, write_sheet
+from emnist_lightning.models.pretrained import resolve_models
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.task import fail, run_entry_point
 
@@ -28,7 +29,7 @@ def predict(cfg: DictConfig, context: RunContext) -> float:
     settings = cfg.predict
     if int(settings.top_k) < 1:
         raise ConfigError(f"predict.top_k={settings.top_k} must be at least 1")
-    predictor = open_predictor(cfg.get("ckpt_path"))
+    predictor = open_predictor(resolve_models(cfg.get("ckpt_path"), cfg.pretrained_dir), bool(cfg.trust_program))
     samples, failures = read_all(find_inputs(str(cfg.inputs)), bool(settings.segment))
     predictions = predict_samples(predictor, samples, int(settings.top_k))
     print("\n".join(table_lines(predictions, words=bool(settings.segment))))

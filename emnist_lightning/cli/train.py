@@ -5,7 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from emnist_lightning.errors import ConfigError
-from emnist_lightning.runs.config import override_value
+from emnist_lightning.runs.config import as_multirun, is_multirun, override_value
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.resume import resume_arguments
 from emnist_lightning.runs.task import run_entry_point
@@ -23,7 +23,7 @@ def repeats_as_seeds(arguments: list[str]) -> list[str]:
     repeats = override_value(arguments, "repeats")
     if repeats is None:
         return arguments
-    if not ("-m" in arguments or "--multirun" in arguments) or not isinstance(repeats, int) or repeats < 1:
+    if not is_multirun(arguments) or not isinstance(repeats, int) or repeats < 1:
         raise ConfigError(f"repeats={repeats} asks for N >= 1 seeds of a sweep: python train.py -m repeats=3 ...")
     if override_value(arguments, "seed") is not None:
         raise ConfigError("give repeats=N or seed=..., not both: repeats=3 is seed=1,2,3")
@@ -34,7 +34,9 @@ def repeats_as_seeds(arguments: list[str]) -> list[str]:
 
 def main() -> None:
     run_entry_point(
-        "train", validation_accuracy, prepare_arguments=lambda arguments: resume_arguments(repeats_as_seeds(arguments))
+        "train",
+        validation_accuracy,
+        prepare_arguments=lambda arguments: resume_arguments(repeats_as_seeds(as_multirun(arguments))),
     )
 
 

@@ -12,7 +12,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.pictures.dataset_figures import write_dataset_figures
-from emnist_lightning.pictures.sink import FigureSink
+from emnist_lightning.pictures.sink import FigureSink, tensorboard_images
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.task import run_entry_point
 from emnist_lightning.training.build import build_datamodule
@@ -25,7 +25,7 @@ def visualize_data(cfg: DictConfig, context: RunContext) -> None:
     datamodule.prepare_data()
     datamodule.setup()
     with SummaryWriter(str(context.output_dir / "tensorboard")) as writer:
-        sink = FigureSink(context.output_dir, [writer])
+        sink = FigureSink(context.output_dir, [tensorboard_images(writer)])
         paths = write_dataset_figures(datamodule, sink, cfg.samples_per_class, cfg.seed)
     print("wrote " + ", ".join(str(path) for path in paths))
 

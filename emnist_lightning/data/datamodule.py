@@ -149,6 +149,7 @@ class EMNISTDataModule(L.LightningDataModule):
         split: str,
         seed: int,
         cache_dir: str | Path | None,
+        cache_key_file: str | Path | None,
         archive_url: str | None,
         download: bool = True,
         archive_md5: str | None = None,
@@ -181,6 +182,7 @@ class EMNISTDataModule(L.LightningDataModule):
         self.device_resident = device_resident
         self.augment = None if augment is None or augment.is_identity else augment
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None  # decoded splits (data/cache.py)
+        self.cache_key_file = Path(cache_key_file).expanduser() if cache_key_file else None
         self.mean: float | None = None
         self.std: float | None = None
         self.train_set: ImageSet | None = None
@@ -210,13 +212,13 @@ class EMNISTDataModule(L.LightningDataModule):
         ensure_files(self.data_dir, self.split, download=False)
         check_mapping(self.data_dir, self.split)
         if stage in ("fit", "validate", None) and self.train_set is None:
-            full_train = load_split(self.data_dir, self.split, "train", cache_dir=self.cache_dir)
+            full_train = load_split(self.data_dir, self.split, "train", self.cache_dir, self.cache_key_file)
             train_indices, val_indices = stratified_split(full_train.labels, self.val_fraction, self.seed)
             self.train_set, self.val_set = full_train.subset(train_indices), full_train.subset(val_indices)
             self.mean, self.std = pixel_stats(self.train_set.images)
         # Fitting reads (and so validates) the test files too: a corrupt one then costs seconds, not a training.
         if stage in ("fit", "test", "predict", None) and self.test_set is None:
-            self.test_set = load_split(self.data_dir, self.split, "test", cache_dir=self.cache_dir)
+            self.test_set = load_split(self.data_dir, self.split, "test", self.cache_dir, self.cache_key_file)
         device = self.resident_device()
         if device is not None:
             self.train_set, self.val_set, self.test_set = (

@@ -3,7 +3,9 @@
 The archive is streamed to a uniquely named partial file, its md5 checked, and each member extracted to a
 partial file renamed into place: a download or an extraction cut short leaves nothing that looks whole.
 The address can point at a mirror (data.archive_url, or EMNIST_ARCHIVE_URL); the md5 stays the official
-archive's unless data.archive_md5 says otherwise.
+archive's unless data.archive_md5 says otherwise. The official address and md5 are torchvision's (its EMNIST
+dataset publishes them), never retyped here. Jobs started together take a file lock, so one downloads and the
+others wait for its files.
 """
 
 from __future__ import annotations
@@ -12,20 +14,23 @@ import hashlib
 import http.client
 import logging
 import shutil
+import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from emnist_lightning.data.atomic import partial_beside, replaced_atomically
+from torchvision.datasets import EMNIST
+from tqdm.auto import tqdm
+
+from emnist_lightning.atomic import partial_beside, replaced_atomically
 from emnist_lightning.data.cache import remove_orphans
 from emnist_lightning.data.splits import SPLITS
 from emnist_lightning.errors import DataError
 
 log = logging.getLogger(__name__)
 
-OFFICIAL_URL = "https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip"
-OFFICIAL_MD5 = "58c8d27c78d21e728a6bc7b3a06f14fa"
+OFFICIAL_URL, OFFICIAL_MD5 = EMNIST.url, EMNIST.md5  # upstream's own constants
 MAX_ARCHIVE_BYTES = 1 << 30  # the official archive is 562 MB: an answer past this is not it
 TIMEOUT_S = 60
 CHUNK = 1 << 20
@@ -54,7 +59,8 @@ def fetch_archive(archive: Archive, raw_dir: Path) -> list[Path]:
     remove_orphans(raw_dir)
     partial = partial_beside(raw_dir / "gzip.zip")
     try:
-        digest = download(archive.url, partial)
+        log.info("Downloading the EMNIST archive (about 560 MB) from %s", archive.url)
+        digest = download(archive.url, partial, "md5", MAX_ARCHIVE_BYTES)
         if digest != archive.md5:
             raise DataError(
                 f"the archive from {archive.url} has md5 {digest}, not {archive.md5}: it was tampered with, cut "
@@ -65,25 +71,29 @@ def fetch_archive(archive: Archive, raw_dir: Path) -> list[Path]:
         partial.unlink(missing_ok=True)
 
 
-def download(url: str, destination: Path) -> str:
-    """Stream `url` into `destination`; its md5. An answer shorter than its Content-Length is refused."""
-    log.info("Downloading the EMNIST archive (about 560 MB) from %s", url)
-    md5 = hashlib.md5()
+def download(url: str, destination: Path, algorithm: str, max_bytes: int) -> str:
+    """Stream `url` into `destination` with a progress bar; the hex digest of what came (hashlib's
+    `algorithm`). An answer shorter than its Content-Length, or longer than `max_bytes`, is refused."""
+    digest = hashlib.new(algorithm)
     received = 0
     with urllib.request.urlopen(url, timeout=TIMEOUT_S) as answer, open(destination, "wb") as file:
         expected = answer.headers.get("Content-Length")
-        try:
-            while chunk := answer.read(CHUNK):
-                received += len(chunk)
-                if received > MAX_ARCHIVE_BYTES:
-                    raise DataError(f"{url} sent more than {MAX_ARCHIVE_BYTES:,} bytes: not the EMNIST archive")
-                md5.update(chunk)
-                file.write(chunk)
-        except http.client.IncompleteRead as err:
-            received += len(err.partial)
-    if expected is not None and expected.isdigit() and received != int(expected):
-        raise DataError(f"the download from {url} was cut short ({received:,} of {int(expected):,} bytes); run again")
-    return md5.hexdigest()
+        total = int(expected) if expected is not None and expected.isascii() and expected.isdigit() else None
+        name = PurePosixPath(urllib.parse.urlsplit(url).path).name or url
+        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=name, mininterval=1.0) as bar:
+            try:
+                while chunk := answer.read(CHUNK):
+                    received += len(chunk)
+                    if received > max_bytes:
+                        raise DataError(f"{url} sent more than {max_bytes:,} bytes: not the file asked for")
+                    digest.update(chunk)
+                    file.write(chunk)
+                    bar.update(len(chunk))
+            except http.client.IncompleteRead as err:
+                received += len(err.partial)
+    if total is not None and received != total:
+        raise DataError(f"the download from {url} was cut short ({received:,} of {total:,} bytes); run again")
+    return digest.hexdigest()
 
 
 def extract(archive_path: Path, raw_dir: Path) -> list[Path]:

@@ -7,16 +7,19 @@ problem is one error naming the file and the fix.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 
 from emnist_lightning.data import cache, idx
 from emnist_lightning.data.download import Archive, fetch_archive
 from emnist_lightning.data.splits import EMNISTSplit
-from emnist_lightning.errors import DataError
+from emnist_lightning.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,10 @@ def ensure_files(data_dir: Path, split: EMNISTSplit, download: bool, archive: Ar
         reason = "it lies outside EMNIST/raw/, which a download fills, so it is not replaced"
     elif download:
         try:
-            fetch_archive(archive or Archive(), raw_dir)
+            with download_lock(raw_dir):  # parallel jobs: the first downloads, the others find its files
+                missing, incomplete = missing_files(data_dir, split), incomplete_files(data_dir, split)
+                if missing or incomplete:
+                    fetch_archive(archive or Archive(), raw_dir)
         except (DataError, OSError, ValueError) as err:  # network, disk, checksum: the same fix
             reason = f"the download failed ({err if isinstance(err, DataError) else f'{type(err).__name__}: {err}'})"
         missing, incomplete = missing_files(data_dir, split), incomplete_files(data_dir, split)
@@ -75,6 +81,22 @@ def ensure_files(data_dir: Path, split: EMNISTSplit, download: bool, archive: Ar
         "data.download=true, or point data.data_dir (or EMNIST_DATA_DIR) at a folder holding "
         "the official files"
     )
+
+
+@contextmanager
+def download_lock(raw_dir: Path) -> Iterator[None]:
+    """Held while one process downloads into `raw_dir`; the lock file lies beside the folder, not in it."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(raw_dir.with_name(f".{raw_dir.name}.download.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("Another process is downloading EMNIST into %s; waiting for it", raw_dir)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def check_mapping(data_dir: Path, split: EMNISTSplit) -> None:
@@ -118,10 +140,12 @@ class ImageSet:
         return ImageSet(self.images.to(device), self.labels.to(device))
 
 
-def load_split(data_dir: Path, split: EMNISTSplit, stage: str, cache_dir: Path | None = None) -> ImageSet:
+def load_split(
+    data_dir: Path, split: EMNISTSplit, stage: str, cache_dir: Path | None = None, cache_key_file: Path | None = None
+) -> ImageSet:
     """Read and validate the `stage` part ('train' or 'test') of one official split, turning the stored
     (transposed) images upright. With a `cache_dir`, a part decoded before from the same files is read
-    from there (data/cache.py)."""
+    from there, sealed with the key in `cache_key_file` (data/cache.py)."""
     images_name, labels_name = split.file_names(stage)
     images_path, labels_path = find_file(data_dir, images_name), find_file(data_dir, labels_name)
     if images_path is None or labels_path is None:
@@ -137,8 +161,10 @@ def load_split(data_dir: Path, split: EMNISTSplit, stage: str, cache_dir: Path |
 
     sources, name = (images_path, labels_path), f"{split.name}-{stage}"
     if cache_dir:
+        if cache_key_file is None:
+            raise ConfigError("data.cache_dir needs data.cache_key_file, the key its entries are sealed with")
         version = cache.decoder_version([Path(__file__), Path(idx.__file__)])
-        images, labels = cache.cached_arrays(cache_dir, name, sources, decode, version, check)
+        images, labels = cache.cached_arrays(cache_dir, cache_key_file, name, sources, decode, version, check)
     else:
         images, labels = decode()
     if len(labels) != split.official_count(stage):

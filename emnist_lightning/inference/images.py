@@ -39,6 +39,12 @@ MIN_CONTRAST = 0.15
 # photo would otherwise cost gigabytes in the blur.
 MAX_SIDE = 1024
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+# The decoders Pillow may use, whatever a file's name or first bytes claim: an EPS renamed .png would
+# otherwise reach Ghostscript where it is installed.
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP")
+# An array file holding more is refused before it is read (its header says how many): 100,000 28x28
+# images are 300 MB as floats.
+MAX_ARRAY_IMAGES = 100_000
 ARRAY_SUFFIXES = (".npy", "-ubyte", "-ubyte.gz", ".idx", ".idx.gz")
 
 
@@ -104,13 +110,13 @@ def read_picture(source: Path | BinaryIO, name: str | None = None) -> np.ndarray
         with warnings.catch_warnings():
             # Large photos are fine (PIL refuses only images of over 179 million pixels): they are scaled down.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(source)
+            image = Image.open(source, formats=IMAGE_FORMATS)
         with image:
             image = ImageOps.exif_transpose(image)  # photos from phones are often stored rotated
             image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BOX)
             grey = grey_on_white(image)
     except UnidentifiedImageError as err:
-        raise InputError(f"{path}: not an image PIL can read (PNG, JPEG or BMP expected)") from err
+        raise InputError(f"{path}: not a PNG, JPEG or BMP image; save it in one of those formats") from err
     except Image.DecompressionBombError as err:
         limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
         raise InputError(f"{path}: too large to open safely (over {limit:,} pixels); scale it down") from err
@@ -120,9 +126,12 @@ def read_picture(source: Path | BinaryIO, name: str | None = None) -> np.ndarray
 
 
 def grey_on_white(image: Any) -> np.ndarray:
-    """A PIL image as grey levels in [0, 1]; transparent parts count as white paper."""
+    """A PIL image as grey levels in [0, 1]; transparent parts count as white paper. 16-bit grey levels are
+    scaled, not clipped (Pillow's 8-bit conversion would turn every level above 255 white)."""
     from PIL import Image
 
+    if image.mode.startswith("I"):  # 16-bit grey (I;16, I;16B) or 32-bit integers holding 16-bit levels
+        return np.asarray(image, dtype=np.float32).clip(0, 65535) / 65535
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
     return np.asarray(image.convert("L"), dtype=np.float32) / 255
@@ -139,15 +148,37 @@ def read_array(path: Path) -> torch.Tensor:
     (N, 1, 28, 28) floats in [0, 1]."""
     try:
         if path.name.endswith(".npy"):
-            images = torch.from_numpy(np.ascontiguousarray(np.load(path)))
+            check_image_count(path, npy_image_count(path))  # from the header, before anything is allocated
+            images = torch.from_numpy(np.ascontiguousarray(np.load(path, allow_pickle=False)))
         else:
             images = read_upright_images(path)
     except (ValueError, TypeError, OSError, UserError) as err:
+        if isinstance(err, InputError):
+            raise
         raise InputError(f"{path}: not a readable .npy or IDX image array ({err})") from err
     if images.shape[-2:] != (SIDE, SIDE) or images.ndim not in (2, 3, 4) or (images.ndim == 4 and images.shape[1] != 1):
         raise InputError(f"{path}: holds an array of shape {tuple(images.shape)}; expected 28x28 images, (N, 28, 28)")
+    check_image_count(path, images.numel() // (SIDE * SIDE))
     floats = images.float().reshape(-1, 1, SIDE, SIDE)
     return floats / 255 if images.dtype == torch.uint8 or floats.max() > 1 else floats
+
+
+def npy_image_count(path: Path) -> int:
+    """How many 28x28 images a .npy file's header says it holds."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    with open(path, "rb") as file:
+        version = np.lib.format.read_magic(file)
+        if version not in readers:
+            raise ValueError(f".npy format version {version[0]}.{version[1]} (1.0 or 2.0 expected)")
+        shape, _, _ = readers[version](file)
+    return int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) >= 2 else 0
+
+
+def check_image_count(path: Path, count: int) -> None:
+    if count == 0:
+        raise InputError(f"{path}: the array holds no images")
+    if count > MAX_ARRAY_IMAGES:
+        raise InputError(f"{path}: holds {count:,} images, more than {MAX_ARRAY_IMAGES:,}; split it into smaller files")
 
 
 def ink_image(grey: np.ndarray, name: str = "image") -> torch.Tensor:

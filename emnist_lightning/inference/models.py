@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -18,8 +19,9 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from emnist_lightning.atomic import write_atomically
 from emnist_lightning.errors import CheckpointError, ConfigError
-from emnist_lightning.models.calibration import mean_of_probabilities
+from emnist_lightning.models.calibration import mean_of_probabilities, positive_number
 from emnist_lightning.models.checkpoints import classifier_of_checkpoint, read_checkpoint
 
 DATAMODULE_KEY = "EMNISTDataModule"  # where Lightning saves the data module's state in a checkpoint
@@ -60,7 +62,12 @@ def load_pixel_classifier(ckpt_path: str | Path) -> PixelClassifier:
         raise CheckpointError(
             f"checkpoint '{ckpt_path}' has no normalisation stats; use a checkpoint written by train.py"
         )
-    mean, std = float(stats["mean"]), float(stats["std"])
+    try:
+        mean, std = float(stats["mean"]), positive_number(stats["std"], "its pixel std")
+        if not math.isfinite(mean):
+            raise ValueError(f"its pixel mean is {mean}")
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint '{ckpt_path}' holds unusable normalisation stats: {err}") from err
     network, split, classes = classifier.network, classifier.split, classifier.classes
     return PixelClassifier(network, mean, std, split, classes, classifier.temperature).eval()
 
@@ -141,14 +148,16 @@ def classes_path(model_path: Path) -> Path:
 
 def write_classes(model_path: Path, classes: tuple[str, ...], **details: object) -> Path:
     path = classes_path(model_path)
-    path.write_text(json.dumps({"classes": list(classes), **details}, indent=2) + "\n")
-    return path
+    return write_atomically(path, json.dumps({"classes": list(classes), **details}, indent=2) + "\n")
 
 
 def read_classes(model_path: Path) -> tuple[str, ...]:
     path = classes_path(model_path)
     try:
-        return tuple(json.loads(path.read_text())["classes"])
+        classes = json.loads(path.read_text())["classes"]
+        if not classes or not all(isinstance(name, str) and name for name in classes):
+            raise ValueError("'classes' must be a list of character names")
+        return tuple(classes)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise CheckpointError(
             f"'{path}' (the class list of {model_path.name}) is missing or unreadable; export the model again"
@@ -166,23 +175,29 @@ class EnsemblePredictor:
         return mean_of_probabilities([member.logits(pixels) for member in self.members])
 
 
-def open_predictor(spec: str | Path | Sequence[str | Path] | None) -> Predictor:
+def open_predictor(spec: str | Path | Sequence[str | Path] | None, trust_program: bool = False) -> Predictor:
     """A predictor for a train.py checkpoint (.ckpt) or a file exported by emnist-export (inference/export.py),
-    or for several at once: their ensemble."""
+    or for several at once: their ensemble. A TorchScript file is a program that runs as it is opened, so it
+    is refused unless `trust_program` (checkpoints are read as data, ONNX files by onnxruntime)."""
     paths = model_paths(spec)
     if len(paths) == 1:
-        return open_one_predictor(paths[0])
-    members = [open_one_predictor(path) for path in paths]
+        return open_one_predictor(paths[0], trust_program)
+    members = [open_one_predictor(path, trust_program) for path in paths]
     return EnsemblePredictor(members, same_classes(members, paths))
 
 
-def open_one_predictor(path: Path) -> Predictor:
+def open_one_predictor(path: Path, trust_program: bool) -> Predictor:
     if not path.is_file():
         raise CheckpointError(f"model '{path}' does not exist; pass ckpt_path= a .ckpt, .onnx or .pt file")
     if path.suffix == EXPORT_SUFFIXES["onnx"]:
         classes = read_classes(path)  # first: a model without its class list is of no use
         return with_matching_classes(OnnxPredictor(onnx_session(path), classes), path)
     if path.suffix == EXPORT_SUFFIXES["torchscript"]:
+        if not trust_program:
+            raise CheckpointError(
+                f"'{path}' is a TorchScript program, which runs code from the file as it is opened; add "
+                "trust_program=true if you trust whoever made it, or use its ONNX export or checkpoint"
+            )
         classes = read_classes(path)
         try:
             with quiet_torchscript_deprecation():

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from emnist_lightning.atomic import write_atomically
 from emnist_lightning.inference.images import Sample
 from emnist_lightning.inference.models import Predictor
 
@@ -76,16 +78,15 @@ def write_predictions(predictions: list[Prediction], failures: dict[str, str], o
     ]
     records += [{"file": name, "error": error} for name, error in failures.items()]
     json_path, csv_path = output_dir / "predictions.json", output_dir / "predictions.csv"
-    json_path.write_text(json.dumps(records, indent=2, ensure_ascii=False) + "\n")
+    write_atomically(json_path, json.dumps(records, indent=2, ensure_ascii=False) + "\n")
     top_k = max((len(prediction.top[0]) for prediction in predictions), default=0)
-    with open(csv_path, "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(
-            ["file", "position", *(f"{kind}{rank}" for rank in range(1, top_k + 1) for kind in ("top", "p"))]
-        )
-        for prediction in predictions:
-            for position, candidates in enumerate(prediction.top):
-                writer.writerow([prediction.sample.name, position, *(field for pair in candidates for field in pair)])
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(["file", "position", *(f"{kind}{rank}" for rank in range(1, top_k + 1) for kind in ("top", "p"))])
+    for prediction in predictions:
+        for position, candidates in enumerate(prediction.top):
+            writer.writerow([prediction.sample.name, position, *(field for pair in candidates for field in pair)])
+    write_atomically(csv_path, table.getvalue())
     return [json_path, csv_path]
 
 

@@ -6,17 +6,22 @@ so the page works offline.
 
 Any web page open in the user's browser can send requests to 127.0.0.1, so every request is untrusted:
 the Host must be the server's own name (no DNS rebinding), a POST's Origin the page's own, the body a PNG
-within a byte and pixel budget checked before it is decoded; a few worker threads answer, each socket
-with a timeout, and every bad request gets an HTTP error, never a traceback.
+within a byte budget and a size budget checked before it is decoded; a few worker threads answer, each
+request within a deadline for the whole of it (a client that sends a byte now and then is cut off, not
+waited for), connections beyond the workers wait in a bounded queue and past it are answered 503 at once,
+and every bad request gets an HTTP error, never a traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import socket
 import struct
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -33,11 +38,17 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css"}
 MAX_UPLOAD_BYTES = 2_000_000  # a canvas PNG is tens of kilobytes
-MAX_DRAWING_PIXELS = 2048 * 2048  # the page's canvas is 280 x 280
+# The page's canvas is 280 x 280. The conversion frames the ink in a square of the longer side, so that
+# side, not width x height, bounds what a drawing costs (a 256 x 16,384 strip would need 268 M pixels).
+MAX_DRAWING_SIDE = 2048
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 WORKERS = 4
-SOCKET_TIMEOUT_S = 10
+QUEUED = 32  # connections waiting for a worker; more are answered 503 at once
+# The page's requests are a few kilobytes on this machine: reading one whole takes milliseconds, so a
+# client still sending after this long is stalling a worker on purpose or by fault.
+REQUEST_DEADLINE_S = 3.0
+BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
 
 
 class RefusedDrawing(Exception):
@@ -57,8 +68,8 @@ def drawing_pixels(png: bytes, name: str) -> np.ndarray:
     if len(png) < 24 or not png.startswith(PNG_SIGNATURE) or png[12:16] != b"IHDR":
         raise RefusedDrawing(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "not a PNG image: the page sends PNG only")
     width, height = struct.unpack(">II", png[16:24])
-    if width * height > MAX_DRAWING_PIXELS:
-        message = f"{width}x{height} pixels: a drawing has at most {MAX_DRAWING_PIXELS:,}"
+    if max(width, height) > MAX_DRAWING_SIDE:
+        message = f"{width}x{height} pixels: a drawing is at most {MAX_DRAWING_SIDE:,} pixels on its longer side"
         raise RefusedDrawing(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, message)
     try:
         with Image.open(io.BytesIO(png), formats=["PNG"]) as image:
@@ -97,12 +108,45 @@ def prediction_of_png(predictor: Predictor, png: bytes, top_k: int) -> dict[str,
     }
 
 
+class DeadlineReader(io.RawIOBase):
+    """A connection's incoming bytes, readable until `deadline` (time.monotonic()) and not after: each read
+    waits only for the time the request has left."""
+
+    def __init__(self, connection: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self.connection, self.deadline = connection, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request took longer than its deadline")
+        self.connection.settimeout(left)
+        return self.connection.recv_into(buffer)
+
+
 class DemoHandler(BaseHTTPRequestHandler):
     predictor: Predictor
     top_k: int
     allowed_hosts: frozenset[str]  # host:port names the page may be reached by
     static_files: dict[str, Path]  # the request path of every asset
-    timeout = SOCKET_TIMEOUT_S  # a client that stops sending loses its connection
+
+    def setup(self) -> None:
+        super().setup()
+        deadline = time.monotonic() + REQUEST_DEADLINE_S
+        self.rfile = io.BufferedReader(DeadlineReader(self.connection, deadline))
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.connection.settimeout(REQUEST_DEADLINE_S)  # writing the answer has a time of its own
+        super().send_response(code, message)
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except TimeoutError:  # a request line or headers not sent in time: nothing to answer
+            self.close_connection = True
 
     def do_GET(self) -> None:
         if not self.host_allowed():
@@ -130,24 +174,25 @@ class DemoHandler(BaseHTTPRequestHandler):
             self.send_error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the drawing as image/png")
             return
         length = self.headers.get("Content-Length", "")
-        if not length.isdigit() or not 0 < int(length) <= MAX_UPLOAD_BYTES:
+        if not (length.isascii() and length.isdigit()) or not 0 < int(length) <= MAX_UPLOAD_BYTES:
             self.send_error(
                 HTTPStatus.BAD_REQUEST, f"send the drawing as a PNG body of at most {MAX_UPLOAD_BYTES:,} bytes"
             )
             return
         try:
             body = self.rfile.read(int(length))
-            result = prediction_of_png(self.predictor, body, self.top_k)
+            answer = json.dumps(prediction_of_png(self.predictor, body, self.top_k), allow_nan=False)
         except TimeoutError:  # the client stopped sending: nothing to answer
             self.close_connection = True
             return
         except RefusedDrawing as err:
             self.send_error(err.status, str(err))
             return
-        except Exception as err:  # one bad request must not stop the page for the next
+        except Exception as err:  # one bad request must not stop the page for the next; NaN is no JSON
             log.exception("prediction failed")
-            result = {"message": f"the model could not read this drawing ({type(err).__name__}); clear and try again"}
-        self.reply(HTTPStatus.OK, json.dumps(result).encode(), "application/json")
+            message = f"the model could not read this drawing ({type(err).__name__}); clear and try again"
+            answer = json.dumps({"message": message})
+        self.reply(HTTPStatus.OK, answer.encode(), "application/json")
 
     def host_allowed(self) -> bool:
         """Requests must name this server (a DNS-rebinding page names its own domain)."""
@@ -170,16 +215,23 @@ class DemoHandler(BaseHTTPRequestHandler):
 
 
 class BoundedThreadingServer(HTTPServer):
-    """Answers requests on a fixed pool of threads: a flood of requests waits its turn instead of
-    starting a thread each."""
+    """Answers requests on a fixed pool of threads, with a bounded queue in front: a flood of requests
+    waits its turn instead of starting a thread each, and past the queue is told to come back (503)."""
 
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         super().__init__(address, handler)
         self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="demo")
+        self.slots = threading.BoundedSemaphore(WORKERS + QUEUED)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):  # a client that is gone already needs no answer
+                request.settimeout(1)
+                request.sendall(BUSY)
+            self.shutdown_request(request)
+            return
         self.pool.submit(self.process_request_thread, request, client_address)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
@@ -189,6 +241,7 @@ class BoundedThreadingServer(HTTPServer):
             self.handle_error(request, client_address)
         finally:
             self.shutdown_request(request)
+            self.slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("request from %s ended early", client_address, exc_info=True)

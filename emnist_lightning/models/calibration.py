@@ -36,6 +36,18 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
         return float(log_t.detach().exp().clamp(LOWEST, HIGHEST))
 
 
+def positive_number(value: object, what: str) -> float:
+    """`value` as a finite float above 0: a temperature or a standard deviation read from a file, where 0,
+    a negative number or NaN would give NaN or reversed rankings."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{what} is {value!r}; it must be a finite number above 0")
+    return number
+
+
 def nll(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> float:
     return float(F.cross_entropy(logits.double() / temperature, labels))
 

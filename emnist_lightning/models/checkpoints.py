@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from emnist_lightning.data import LEGACY_SPLIT, emnist_split
-from emnist_lightning.errors import CheckpointError, ConfigError
+from emnist_lightning.errors import CheckpointError
 from emnist_lightning.models.classifier import EMNISTClassifier
 from emnist_lightning.models.networks import keys_added_later
 
@@ -89,7 +89,7 @@ def classifier_of_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> EM
         model = EMNISTClassifier(**arguments)
         model.load_state_dict(checkpoint["state_dict"])
         model.on_load_checkpoint(checkpoint)  # what Lightning's loading would restore beside the weights
-    except (RuntimeError, TypeError, KeyError, ConfigError) as err:
+    except (RuntimeError, TypeError, KeyError, ValueError) as err:  # ConfigError is a ValueError
         # load_state_dict's message opens with a header line; the first mismatch after it says why
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         reason = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]

@@ -15,7 +15,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from emnist_lightning.data.augment import shifted_views
 from emnist_lightning.errors import CheckpointError, ConfigError
-from emnist_lightning.models.calibration import TEMPERATURE_KEY, mean_of_probabilities
+from emnist_lightning.models.calibration import TEMPERATURE_KEY, mean_of_probabilities, positive_number
 from emnist_lightning.models.distillation import Distillation
 from emnist_lightning.models.metrics import accuracies, accuracy_metrics, calibration_metrics
 from emnist_lightning.models.networks import build_network
@@ -185,7 +185,7 @@ class EMNISTClassifier(L.LightningModule):
         checkpoint[TEMPERATURE_KEY] = self.temperature
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.temperature = float(checkpoint.get(TEMPERATURE_KEY, 1.0))
+        self.temperature = positive_number(checkpoint.get(TEMPERATURE_KEY, 1.0), "its temperature")
 
     def on_validation_epoch_end(self) -> None:
         loss = self.trainer.callback_metrics.get("val/loss")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from emnist_lightning.atomic import write_atomically
 from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.pictures import analysis, plots
 from emnist_lightning.pictures.sink import FigureSink
@@ -16,7 +17,7 @@ def write_dataset_figures(datamodule: EMNISTDataModule, sink: FigureSink, per_cl
     splits = {"train": train.labels, "val": datamodule.val_set.labels, "test": datamodule.test_set.labels}
     counts = analysis.class_counts(splits, classes)
     table = sink.output_dir / "class_counts.csv"
-    counts.to_csv(table, index=False)
+    write_atomically(table, counts.to_csv(index=False))
     samples = analysis.samples_per_class(train.images, train.labels, per_class, len(classes), seed)
     means = analysis.mean_per_class(train.images, train.labels, len(classes))
     return [

@@ -1,36 +1,48 @@
-"""Figures for people: every function takes arrays and returns a matplotlib Figure."""
+"""Figures for people: every function takes arrays and returns a matplotlib Figure.
+
+Figures are made as objects of their own, drawn by the Agg canvas, never through pyplot: importing the
+package leaves the backend and the figure list of a notebook or program that uses matplotlib as they were."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")  # files and TensorBoard only; never a window
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PatchCollection
 from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from PIL import Image
+
+from emnist_lightning.atomic import replaced_atomically
 
 DPI = 110
 
 
+def subplots(*grid: int, figsize: tuple[float, float], layout: str | None = None, **grid_settings: Any) -> Any:
+    """`(figure, axes)` as pyplot.subplots makes them, on a figure pyplot does not know."""
+    fig = Figure(figsize=figsize, layout=layout)
+    return fig, fig.subplots(*grid, **grid_settings)
+
+
 def save_figure(fig: Figure, path: Path) -> np.ndarray:
-    """Render `fig`, write it as a PNG file and free it; returns its (H, W, 3) pixels, e.g. for TensorBoard."""
+    """Render `fig` with Agg (whatever backend made it), write it as a PNG file; returns its (H, W, 3) pixels,
+    e.g. for TensorBoard."""
     fig.set_dpi(DPI)
-    fig.canvas.draw()
-    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba())[..., :3].copy()
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path, format="png", compress_level=3)  # a third of zlib level 6's time
+    with replaced_atomically(path) as file:
+        Image.fromarray(pixels).save(file, format="png", compress_level=3)  # a third of zlib level 6's time
     return pixels
 
 
@@ -66,7 +78,7 @@ def unit_scaled(images: np.ndarray) -> np.ndarray:
 
 def blank_for_nan(name: str) -> Colormap:
     """The colormap `name`, drawing NaN (the mosaic's background) as the figure's white."""
-    return plt.get_cmap(name).with_extremes(bad="white")
+    return matplotlib.colormaps[name].with_extremes(bad="white")
 
 
 def confusion_matrix_figure(
@@ -85,7 +97,7 @@ def confusion_matrix_figure(
     # Seaborn draws the whole figure once to check its tick labels: the layout engine and the colorbar,
     # which would make that draw cost as much as the real one, come after it.
     side = max(8.0, 0.22 * len(classes) + 2.5)  # readable labels from 10 classes (Digits) to 62 (ByClass)
-    fig, ax = plt.subplots(figsize=(side * 1.15, side))
+    fig, ax = subplots(figsize=(side * 1.15, side))
     sns.heatmap(
         values, ax=ax, cmap="rocket_r", square=True, xticklabels=list(classes), yticklabels=list(classes), cbar=False
     )
@@ -110,7 +122,7 @@ def image_grid_figure(
     """Upright (N, 28, 28) images in a grid, each with a caption above it."""
     rows = max(1, -(-len(images) // columns))
     gap, top = 4, 8
-    fig, ax = plt.subplots(figsize=(1.4 * columns, 1.6 * rows + (0.4 if title else 0)))
+    fig, ax = subplots(figsize=(1.4 * columns, 1.6 * rows + (0.4 if title else 0)))
     ax.imshow(mosaic(unit_scaled(images), columns, gap, top), cmap=blank_for_nan("gray_r"), vmin=0, vmax=1)
     for index, caption in enumerate(captions[: len(images)]):
         x, y = tile_corner(index, columns, images.shape[1:], gap, top)
@@ -139,7 +151,7 @@ def accuracy_bars_figure(results: pd.DataFrame, varied: Sequence[str]) -> Figure
     long = results.melt(
         id_vars=["configuration"], value_vars=["test_acc", "test_macro_acc"], var_name="metric", value_name="accuracy"
     )
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(order) + 2), 5), layout="constrained")
+    fig, ax = subplots(figsize=(max(6, 0.9 * len(order) + 2), 5), layout="constrained")
     sns.barplot(
         long, x="configuration", y="accuracy", hue="metric", order=order, errorbar="sd", ax=ax, palette="viridis"
     )
@@ -155,7 +167,7 @@ def accuracy_bars_figure(results: pd.DataFrame, varied: Sequence[str]) -> Figure
 
 def validation_curves_figure(results: pd.DataFrame) -> Figure:
     """Validation accuracy per epoch, one line per job, one colour (and legend entry) per configuration."""
-    fig, ax = plt.subplots(figsize=(9, 5.5), layout="constrained")
+    fig, ax = subplots(figsize=(9, 5.5), layout="constrained")
     names = list(dict.fromkeys(results["configuration"]))
     colors = dict(zip(names, sns.color_palette("husl", len(names)), strict=True))
     labelled: set[str] = set()
@@ -175,7 +187,7 @@ def validation_curves_figure(results: pd.DataFrame) -> Figure:
 def accuracy_heatmap_figure(results: pd.DataFrame, rows: str, columns: str) -> Figure:
     """Mean test accuracy for each pair of values of two swept parameters."""
     table = results.pivot_table(index=rows, columns=columns, values="test_acc", aggfunc="mean")
-    fig, ax = plt.subplots(figsize=(1.3 * len(table.columns) + 3, 0.7 * len(table) + 2), layout="constrained")
+    fig, ax = subplots(figsize=(1.3 * len(table.columns) + 3, 0.7 * len(table) + 2), layout="constrained")
     sns.heatmap(table, annot=True, fmt=".3f", cmap="viridis", ax=ax, cbar_kws={"label": "test accuracy"})
     ax.set_title("Test accuracy")
     return fig
@@ -187,7 +199,7 @@ def class_samples_figure(samples: np.ndarray, classes: Sequence[str], title: str
     height, width = samples.shape[2:]
     gap = 2
     by_row = samples.transpose(1, 0, 2, 3).reshape(-1, height, width)  # mosaic fills row by row
-    fig, ax = plt.subplots(figsize=(0.42 * num_classes, 0.46 * rows + 0.5))
+    fig, ax = subplots(figsize=(0.42 * num_classes, 0.46 * rows + 0.5))
     ax.imshow(mosaic(unit_scaled(by_row), num_classes, gap), cmap=blank_for_nan("gray_r"), vmin=0, vmax=1)
     frames = [
         Rectangle(tile_corner(index, num_classes, (height, width), gap), width, height) for index in range(len(by_row))
@@ -205,7 +217,7 @@ def class_samples_figure(samples: np.ndarray, classes: Sequence[str], title: str
 
 def class_distribution_figure(counts: pd.DataFrame) -> Figure:
     """Images per class in each split; `counts` has columns class, split, images."""
-    fig, ax = plt.subplots(figsize=(15, 5), layout="constrained")
+    fig, ax = subplots(figsize=(15, 5), layout="constrained")
     sns.barplot(counts, x="class", y="images", hue="split", ax=ax, palette="Set2")
     ax.set_title("Images per class and split (flat bars = balanced)")
     ax.set_xlabel("character")
@@ -222,7 +234,7 @@ def per_class_metrics_figure(table: pd.DataFrame) -> Figure:
     """Per-class accuracy, precision, recall and F1, classes sorted by F1."""
     ordered = table.sort_values("f1")
     long = ordered.melt(id_vars="class", value_vars=["accuracy", "precision", "recall", "f1"], var_name="metric")
-    fig, ax = plt.subplots(figsize=(16, 5.5), layout="constrained")
+    fig, ax = subplots(figsize=(16, 5.5), layout="constrained")
     sns.barplot(
         long, x="class", y="value", hue="metric", ax=ax, palette="muted", order=list(ordered["class"]), errorbar=None
     )  # one value per bar: no error bars to estimate
@@ -242,7 +254,7 @@ def confused_pairs_figure(pairs: list[tuple[str, str, int, np.ndarray]], example
         shown = images[:examples]
         if len(shown):
             tiles[row * (examples + 1) + 1 : row * (examples + 1) + 1 + len(shown)] = unit_scaled(shown)
-    fig, ax = plt.subplots(figsize=(1.2 * (examples + 1) + 1, 1.25 * rows + 0.4))
+    fig, ax = subplots(figsize=(1.2 * (examples + 1) + 1, 1.25 * rows + 0.4))
     ax.imshow(mosaic(tiles, examples + 1, gap), cmap=blank_for_nan("gray_r"), vmin=0, vmax=1)
     for row, (true, predicted, count, _) in enumerate(pairs):
         x, y = tile_corner(row * (examples + 1), examples + 1, (28, 28), gap)
@@ -274,7 +286,7 @@ def reliability_figure(
         counts = np.bincount(which, minlength=bins)
         return np.bincount(which, weights=correct, minlength=bins) / np.maximum(counts, 1), counts
 
-    fig, (top, bottom) = plt.subplots(
+    fig, (top, bottom) = subplots(
         2, 1, figsize=(6, 7), gridspec_kw={"height_ratios": [3, 1]}, sharex=True, layout="constrained"
     )
     accuracy, counts = per_bin(shown.confidence)
@@ -301,7 +313,7 @@ def filters_figure(weights: np.ndarray, title: str, columns: int = 8) -> Figure:
     rows = max(1, -(-len(weights) // columns))
     limits = np.abs(weights.reshape(len(weights), -1)).max(axis=1)
     scaled = weights / np.where(limits > 0, limits, 1.0)[:, None, None]
-    fig, ax = plt.subplots(figsize=(1.3 * columns, 1.3 * rows + 0.5))
+    fig, ax = subplots(figsize=(1.3 * columns, 1.3 * rows + 0.5))
     gap = max(2, weights.shape[-1] // 6)
     ax.imshow(mosaic(scaled, columns, gap), cmap=blank_for_nan("RdBu_r"), vmin=-1, vmax=1)
     ax.axis("off")
@@ -312,7 +324,7 @@ def filters_figure(weights: np.ndarray, title: str, columns: int = 8) -> Figure:
 
 def feature_maps_figure(image: np.ndarray, maps: list[np.ndarray], channels: int = 8) -> Figure:
     """The input, then the first `channels` feature maps of each conv block, one block per row."""
-    fig, axes = plt.subplots(len(maps), channels + 1, figsize=(1.3 * (channels + 1), 1.4 * len(maps) + 0.4))
+    fig, axes = subplots(len(maps), channels + 1, figsize=(1.3 * (channels + 1), 1.4 * len(maps) + 0.4))
     axes = np.atleast_2d(axes)
     for row, block in enumerate(maps):
         axes[row, 0].imshow(image, cmap="gray_r")
@@ -336,7 +348,7 @@ def predictions_sheet_figure(
     with what the model read under them."""
     columns = max(1, min(3, len(pictures)))  # input/view pairs per row
     rows = max(1, int(np.ceil(len(pictures) / columns)))
-    fig, axes = plt.subplots(
+    fig, axes = subplots(
         rows,
         2 * columns,
         figsize=(4 * columns, 2.3 * rows),
@@ -365,7 +377,7 @@ def forest_figure(comparisons: pd.DataFrame, baseline: str, metric: str = "test 
     """Each configuration's difference from the baseline (points, in points of accuracy) with its 95%
     interval (bars), coloured by the verdict after Holm's correction; the line at 0 is the baseline."""
     rows = comparisons.dropna(subset=["difference"]).iloc[::-1]  # the sweep's first on top
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.6), layout="constrained")
+    fig, ax = subplots(figsize=(8, 0.45 * len(rows) + 1.6), layout="constrained")
     for y, (_, row) in enumerate(rows.iterrows()):
         color = VERDICT_COLORS.get(row["verdict"], "black")
         centre, low, high = 100 * row["difference"], 100 * row["low"], 100 * row["high"]
@@ -375,7 +387,7 @@ def forest_figure(comparisons: pd.DataFrame, baseline: str, metric: str = "test 
     ax.set_yticks(range(len(rows)), [str(label) for label in rows["configuration"]])
     ax.set_xlabel(f"difference in {metric} from the baseline (points; 95% interval)")
     ax.set_title(f"Against the baseline: {baseline}")
-    handles = [plt.Line2D([], [], color=c, marker="o", linestyle="", label=v) for v, c in VERDICT_COLORS.items()]
+    handles = [Line2D([], [], color=c, marker="o", linestyle="", label=v) for v, c in VERDICT_COLORS.items()]
     ax.legend(handles=handles, fontsize=8, loc="best", title="after Holm's correction", title_fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     ax.margins(x=0.25)
@@ -384,7 +396,7 @@ def forest_figure(comparisons: pd.DataFrame, baseline: str, metric: str = "test 
 
 def per_class_difference_figure(difference: pd.Series, first: str, second: str) -> Figure:
     """Per-class test accuracy of `second` minus `first` (points), one bar per class."""
-    fig, ax = plt.subplots(figsize=(max(8, 0.28 * len(difference) + 2), 4.5), layout="constrained")
+    fig, ax = subplots(figsize=(max(8, 0.28 * len(difference) + 2), 4.5), layout="constrained")
     colors = [VERDICT_COLORS["helps"] if value > 0 else VERDICT_COLORS["hurts"] for value in difference]
     ax.bar(range(len(difference)), 100 * difference.to_numpy(), color=colors)
     ax.set_xticks(range(len(difference)), [str(name) for name in difference.index], fontsize=8)

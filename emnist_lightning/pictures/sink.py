@@ -1,4 +1,4 @@
-"""Where figures go: PNG files in a folder and images in TensorBoard."""
+"""Where figures go: PNG files in a folder and images in the run's trackers (TensorBoard, MLflow, W&B)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
 from emnist_lightning.pictures import plots
 
+# (tag, (H, W, 3) uint8 pixels, step): hands one picture to one tracker
+ImageWriter = Callable[[str, np.ndarray, int], None]
+
+
+def tensorboard_images(writer: SummaryWriter) -> ImageWriter:
+    return lambda tag, pixels, step: writer.add_image(tag, pixels, step, dataformats="HWC")
+
 
 @dataclass(frozen=True)
 class FigureJob:
     """One picture: `draw(*args, **kwargs)`, a function of plots, written as a PNG to `path` and shown in
-    TensorBoard under `tag`."""
+    the trackers under `tag`."""
 
     draw: Callable[..., Figure]
     path: Path
@@ -28,11 +36,11 @@ class FigureJob:
 
 @dataclass
 class FigureSink:
-    """PNGs in `output_dir` and images in `writers`, at TensorBoard step `step`; `seconds` is how long each
-    file took to draw and write, by name."""
+    """PNGs in `output_dir` and images handed to `writers`, at step `step`; `seconds` is how long each file
+    took to draw and write, by name."""
 
     output_dir: Path
-    writers: Sequence[SummaryWriter] = ()
+    writers: Sequence[ImageWriter] = ()
     step: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -46,6 +54,6 @@ class FigureSink:
             started = time.perf_counter()
             pixels = plots.save_figure(job.draw(*job.args, **job.kwargs), job.path)
             for writer in self.writers:
-                writer.add_image(job.tag, pixels, self.step, dataformats="HWC")
+                writer(job.tag, pixels, self.step)
             self.seconds[job.path.name] = round(time.perf_counter() - started, 3)
         return [job.path for job in jobs]

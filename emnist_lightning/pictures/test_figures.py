@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from emnist_lightning.atomic import write_atomically
 from emnist_lightning.models.metrics import CALIBRATION_BINS, calibration_error
 from emnist_lightning.pictures import analysis, plots
 from emnist_lightning.pictures.sink import FigureJob, FigureSink
@@ -99,7 +100,7 @@ def confusion_files(confusion: np.ndarray, classes: list[str], sink: FigureSink,
 def per_class_files(outputs: TestOutputs, classes: list[str], sink: FigureSink) -> list[Written]:
     table = analysis.per_class_metrics(outputs.probabilities, outputs.labels, classes)
     csv = sink.output_dir / "per_class_metrics.csv"
-    table.sort_values("f1").to_csv(csv, index=False, float_format="%.4f")
+    write_atomically(csv, table.sort_values("f1").to_csv(index=False, float_format="%.4f"))
     return [csv, sink.job("per_class_metrics.png", "test/per_class", plots.per_class_metrics_figure, table)]
 
 
@@ -109,7 +110,7 @@ def confused_pair_files(
     pairs = analysis.most_confused_pairs(confusion, settings.top_pairs)
     rows = [{"true": classes[t], "predicted": classes[p], "count": n} for t, p, n in pairs]
     csv = sink.output_dir / "confused_pairs.csv"
-    pd.DataFrame(rows, columns=["true", "predicted", "count"]).to_csv(csv, index=False)
+    write_atomically(csv, pd.DataFrame(rows, columns=["true", "predicted", "count"]).to_csv(index=False))
     examples = [
         (classes[t], classes[p], n, outputs.images[(outputs.labels == t) & (outputs.predictions == p)].numpy())
         for t, p, n in pairs

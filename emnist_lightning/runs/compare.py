@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from emnist_lightning.atomic import write_atomically
 from emnist_lightning.data import LEGACY_SPLIT, emnist_split
 from emnist_lightning.data.files import load_split
 from emnist_lightning.errors import ConfigError, DataError
@@ -95,8 +96,9 @@ def compare_runs(first_dir: Path, second_dir: Path, output_dir: Path) -> list[st
         lines.append("warning: the runs' test images are not where their config says; no example pictures")
     largest = difference.abs().sort_values(ascending=False).index[:10]
     table = "\n".join(f"| {name} | {100 * difference[name]:+.1f} |" for name in largest)
-    (output_dir / "compare.md").write_text(
-        "# Two runs compared\n\n" + "\n\n".join(lines) + f"\n\n| class | B - A (points) |\n| --- | --- |\n{table}\n"
+    write_atomically(
+        output_dir / "compare.md",
+        "# Two runs compared\n\n" + "\n\n".join(lines) + f"\n\n| class | B - A (points) |\n| --- | --- |\n{table}\n",
     )
     lines.append(f"wrote {output_dir / 'compare.md'} and pictures beside it")
     return lines

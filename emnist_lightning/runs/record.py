@@ -14,7 +14,7 @@ from typing import Any
 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from emnist_lightning.data.atomic import replaced_atomically
+from emnist_lightning.atomic import replaced_atomically
 from emnist_lightning.runs.context import RunContext
 
 METRICS_FILE = "metrics.json"

@@ -9,6 +9,7 @@ report warns when the runs differ in code, library versions or data (runs/proven
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,15 @@ from hydra.core.override_parser.types import Override
 from rich.console import Console
 from rich.table import Table
 
-from emnist_lightning.errors import ConfigError
+from emnist_lightning.atomic import write_atomically
+from emnist_lightning.errors import ConfigError, UserError
 from emnist_lightning.pictures import plots
 from emnist_lightning.runs.config import parse_overrides
 from emnist_lightning.runs.provenance import differences
 from emnist_lightning.runs.record import TRAINED_STATUSES, RunRecord
 from emnist_lightning.study.compare import SUMMARIZED, compare_with_baseline, summaries
+
+log = logging.getLogger(__name__)
 
 SWEEP_DIR_HINT = "pass a sweep dir such as outputs/train/multiruns/<time>, or a folder of runs (outputs/train/runs)"
 SEARCH_KEYS = ("search.storage", "search.study")
@@ -65,16 +69,34 @@ def read_overrides(job_dir: Path) -> dict[str, Any]:
     return overrides if trial is None else {"trial": trial, **overrides}
 
 
+def number_or_none(value: Any, name: str) -> float | None:
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value
+    raise TypeError(f"{name} is {value!r}, not a number")
+
+
 def read_job(job_dir: Path) -> dict[str, Any] | None:
-    """One row for a finished job, or None while it is still running."""
-    record = RunRecord.read(job_dir)
-    if record is None:
-        return None
-    row: dict[str, Any] = {"job": job_dir.name, **read_overrides(job_dir), "status": record.status}
-    row.update({column: getattr(record, column) for column in METRIC_COLUMNS})
-    row["error"] = record.error or ""
-    row["history"] = record.history.get("val/acc", [])
-    row["job_dir"], row["provenance"], row["split"] = job_dir, record.provenance, record.split
+    """One row for a finished job, or None while it is still running. A job whose files are damaged is a
+    row of its own (status `broken`, with what is wrong), and the report goes on."""
+    try:
+        record = RunRecord.read(job_dir)
+        if record is None:
+            return None
+        row: dict[str, Any] = {"job": job_dir.name, **read_overrides(job_dir), "status": record.status}
+        row.update({column: number_or_none(getattr(record, column), column) for column in METRIC_COLUMNS})
+        row["error"] = record.error or ""
+        row["history"] = list(record.history.get("val/acc", []))
+        row["job_dir"], row["provenance"], row["split"] = job_dir, record.provenance, record.split
+    except (OSError, ValueError, TypeError, AttributeError, KeyError, yaml.YAMLError, UserError) as err:
+        log.warning("job %s is broken: %s", job_dir, err)
+        reason = str(err).splitlines()[0] if str(err) else ""
+        row = {
+            "job": job_dir.name,
+            "status": "broken",
+            "error": f"unreadable job files ({type(err).__name__}: {reason})",
+        }
+        row |= {column: None for column in METRIC_COLUMNS} | {"history": [], "job_dir": job_dir}
+        row |= {"provenance": {}, "split": None}
     return row
 
 
@@ -231,7 +253,7 @@ def study(
     except ValueError as err:
         raise ConfigError(f"{err}; name one with baseline=") from err
     table = study_table(summaries(done), compared, baseline)
-    table.to_csv(sweep_dir / "configurations.csv", index=False)
+    write_atomically(sweep_dir / "configurations.csv", table.to_csv(index=False))
     written = ["configurations.csv"]
     if compared["difference"].notna().any():
         plots.save_figure(plots.forest_figure(compared, baseline), sweep_dir / "forest.png")
@@ -252,7 +274,7 @@ def report(sweep_dir: Path, quiet: bool = False, baseline: str | None = None) ->
     if frame.empty:
         raise ConfigError(f"no finished jobs under '{sweep_dir}' ({running} running); {SWEEP_DIR_HINT}")
     table = frame[table_columns(varied)]
-    table.to_csv(sweep_dir / "results.csv", index=False)
+    write_atomically(sweep_dir / "results.csv", table.to_csv(index=False))
     title = f"{sweep_dir}: {len(frame)} finished jobs" + (f", {running} still running" if running else "")
     text = f"# {title}\n\nSorted by validation accuracy.\n\n{markdown_table(table)}"
     warnings = provenance_warnings(frame)
@@ -267,7 +289,7 @@ def report(sweep_dir: Path, quiet: bool = False, baseline: str | None = None) ->
         )
     if warnings:
         text += "\n" + "".join(f"**Warning:** {line}\n" for line in warnings)
-    (sweep_dir / "results.md").write_text(text)
+    write_atomically(sweep_dir / "results.md", text)
     pictures = write_plots(frame, varied, sweep_dir)
     if not quiet:
         print_table(table.drop(columns="error") if not table["error"].astype(bool).any() else table, title)

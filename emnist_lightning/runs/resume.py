@@ -1,12 +1,15 @@
 """Continuing a stopped run in its own folder: `python train.py resume=<run dir> [trainer.max_epochs=N]`.
 
-The run's composed config (`.hydra/config.yaml`) is reused as it was, and Hydra writes no new `.hydra/`
-files. A run folder may come from someone else, so its config is untrusted: every object it would build
-(`_target_`) must be one that the project's own configs, composed with the run's recorded overrides, build
-at the same place; anything else is refused before anything runs. Only keys that cannot change what was
-trained so far may be given again. Training continues from `checkpoints/last.ckpt` with its epoch,
-optimizer, scheduler, metric and random states, and logs into the same TensorBoard folder, whose events
-after the checkpoint's step are replaced.
+A run folder may come from someone else, so nothing in it is trusted as configuration. The run's config is
+composed again from the project's own `conf/` and the overrides the run recorded (`.hydra/overrides.yaml`),
+after each is checked against what a command line of this project may say: no `_target_` or other
+instantiation keys, no interpolation (a resolver such as `oc.create` or `oc.env` would run), no Hydra
+settings, no config group option outside `conf/`, and no output place (a checkpoint folder, a log folder,
+a tracking server) other than the project's. The saved `.hydra/config.yaml` must be exactly that
+composition: a planted node of any form is refused, before anything runs. Only keys that cannot change
+what was trained so far may be given again. Hydra writes no new `.hydra/` files. Training continues from
+`checkpoints/last.ckpt` with its epoch, optimizer, scheduler, metric and random states, and logs into the
+same TensorBoard folder, whose events after the checkpoint's step are replaced.
 
 A SLURM job that the cluster requeues (after preemption or its time limit) continues the same way, by itself.
 """
@@ -20,11 +23,9 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from emnist_lightning.data import LEGACY_SPLIT
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.models.checkpoints import read_checkpoint
-from emnist_lightning.runs.config import compose, override_text, override_value, parse_overrides
-from emnist_lightning.runs.context import RunContext
+from emnist_lightning.runs.config import compose, is_multirun, override_text, override_value, parse_overrides
 
 # Keys a resumed run may set: where the data is, how the process runs, and a longer run.
 RESUMABLE_KEYS = ("trainer.max_epochs", "data.data_dir", "data.download", "num_threads")
@@ -47,17 +48,20 @@ def check_run_dir(run_dir: Path) -> None:
 
 
 def resume_arguments(arguments: list[str]) -> list[str]:
-    """The command line with `resume=<dir>` turned into what Hydra needs to run in that folder again;
-    any other command line is returned as it is. Everything is checked here, before Hydra writes to
-    the folder, so a refused resume leaves the run as it was."""
+    """The command line with `resume=<dir>` turned into what Hydra needs to compose the run's config again
+    and run in that folder; any other command line is returned as it is. Everything is checked here,
+    before Hydra writes to the folder, so a refused resume leaves the run as it was."""
     run_dir_value = override_value(arguments, "resume")
     if run_dir_value is None:
         return arguments
-    if any(argument in ("-m", "--multirun") for argument in arguments):
+    if is_multirun(arguments):
         raise ConfigError("resume= continues one run; it cannot be combined with -m")
     run_dir = Path(str(run_dir_value)).expanduser().resolve()
+    if "${" in str(run_dir):  # Hydra would resolve it inside the override, however quoted
+        raise ConfigError(f"resume={run_dir}: a folder whose name holds '${{' cannot be passed to Hydra; rename it")
     check_run_dir(run_dir)
-    check_targets(run_dir)
+    recorded = recorded_overrides(run_dir)
+    original = composed_config(run_dir, recorded)
     others = [override for override in parse_overrides(arguments) if override.key_or_group != "resume"]
     for override in others:
         if not is_resumable(override.key_or_group):
@@ -67,67 +71,103 @@ def resume_arguments(arguments: list[str]) -> list[str]:
             )
     epochs = override_value(arguments, "trainer.max_epochs")
     if epochs is not None:
-        check_epochs(int(epochs), OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
+        check_epochs(int(epochs), original)
     read_checkpoint(run_dir / LAST_CHECKPOINT)  # refuses a checkpoint that is not plain data
-    kept = [argument for argument in arguments if argument.startswith("-")] + [o.input_line for o in others]
+    flags = [argument for argument in arguments if argument.startswith("-")]
     quoted = override_text(run_dir)  # a folder whose name holds '=' or ',' is still one value
-    return [f"resume={quoted}", *kept, f"hydra.run.dir={quoted}", "hydra.output_subdir=null"]
+    given = [override.input_line for override in others]
+    hydra_settings = [f"hydra.run.dir={quoted}", "hydra.output_subdir=null"]
+    return [*flags, *recorded, *given, *NO_SEARCH, f"resume={quoted}", *hydra_settings]
 
 
-def targets(node: Any, path: str = "") -> dict[str, str]:
-    """{'callbacks.model_checkpoint': 'lightning...ModelCheckpoint', ...}: what a config would instantiate."""
-    found: dict[str, str] = {}
-    if isinstance(node, dict):
-        if "_target_" in node:
-            found[path or "<root>"] = str(node["_target_"])
-        for key, value in node.items():
-            found |= targets(value, f"{path}.{key}" if path else str(key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            found |= targets(value, f"{path}[{index}]")
-    return found
+# Words that make Hydra build or call something, in any override a run recorded.
+INSTANTIATION_KEYS = ("_target_", "_args_", "_partial_", "_call_", "_recursive_", "_convert_")
+# Keys that say where a run writes or reports; a recorded override may not move them.
+DESTINATIONS = {
+    "dirpath",
+    "save_dir",
+    "tracking_uri",
+    "log_dir",
+    "output_dir",
+    "cache_dir",
+    "storage",
+    "pretrained_dir",
+}
+# A resumed run reports to no search: its trial was told already, and its storage is not the folder's to choose.
+NO_SEARCH = ["search.storage=null", "search.study=null", "search.trial=null"]
 
 
-def check_targets(run_dir: Path) -> None:
-    """Refuse a run folder whose config would build objects the project's configs do not (a planted
-    `_target_` such as shutil.copy runs when the config is instantiated)."""
-    recorded = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
-    planted = [o for o in recorded if any(word in str(o) for word in ("_target_", "_args_", "_partial_", "_call_"))]
-    if planted:
-        raise ConfigError(f"resume={run_dir}: its recorded overrides set {planted[0]!r}, which would run code; refused")
-    saved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=False)
+def recorded_overrides(run_dir: Path) -> list[str]:
+    """The overrides the run was started with, each checked against what this project's command line may say."""
     try:
-        composed = compose("train", [str(o) for o in recorded if not str(o).startswith("hydra")], run_dir)
+        recorded = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"resume={run_dir}: its .hydra/overrides.yaml is unreadable ({type(err).__name__})") from err
+    if not isinstance(recorded, list) or not all(isinstance(line, str) for line in recorded):
+        raise ConfigError(f"resume={run_dir}: its .hydra/overrides.yaml is not a list of overrides; refused")
+    for line in recorded:
+        reason = why_refused(line)
+        if reason is not None:
+            raise ConfigError(f"resume={run_dir}: its recorded override {line!r} {reason}; refused")
+    return recorded
+
+
+def why_refused(line: str) -> str | None:
+    """Why a recorded override is not one this project's command line would give, or None."""
+    if any(word in line for word in INSTANTIATION_KEYS):
+        return "would make Hydra build or call code"
+    if "${" in line:
+        return "holds an interpolation, whose resolver would run"
+    (override,) = parse_overrides([line])
+    key, value = override.key_or_group, override.value()
+    if key.startswith("hydra") or key == "resume":
+        return "changes how Hydra runs, which a run folder may not"
+    if key.rsplit(".", 1)[-1] in DESTINATIONS or key.startswith("paths."):
+        return "moves where the run writes or reports"
+    if "." not in key and isinstance(value, str) and ("/" in value or ".." in value):
+        return "names a config outside the project's conf/"
+    return None
+
+
+def composed_config(run_dir: Path, recorded: list[str]) -> DictConfig:
+    """The run's config as the project's configs compose it from its recorded overrides; the saved one
+    must be exactly this."""
+    try:
+        composed = compose("train", recorded, None)
     except Exception as err:  # the overrides no longer compose with this version's configs
         raise ConfigError(
             f"resume={run_dir}: its overrides do not compose with these configs ({err}); start a new run"
         ) from err
-    expected = targets(OmegaConf.to_container(composed, resolve=False))
-    for path, target in targets({k: v for k, v in saved.items() if k != "hydra"}).items():
-        if expected.get(path) != target:
-            raise ConfigError(
-                f"resume={run_dir}: its .hydra/config.yaml would build {target} at {path}, which this project's "
-                "configs with the run's overrides do not; a run folder cannot bring code of its own: refused"
-            )
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=False)
+    except Exception as err:  # YAML or OmegaConf errors of a damaged file
+        raise ConfigError(f"resume={run_dir}: its .hydra/config.yaml is unreadable ({type(err).__name__})") from err
+    expected = OmegaConf.to_container(composed, resolve=False)
+    expected.pop("hydra", None)
+    where = first_difference(saved, expected)
+    if where is not None:
+        found = OmegaConf.select(OmegaConf.create(saved), where, default="nothing") if where != "<root>" else saved
+        if isinstance(found, DictConfig) and "_target_" in found:  # name what it would build
+            found = f"builds {found._target_}"
+        raise ConfigError(
+            f"resume={run_dir}: its .hydra/config.yaml differs from what the project's configs compose with its "
+            f"overrides (at {where}: {str(found)[:120]}); a run folder cannot bring configuration of its own: refused"
+        )
+    return composed
 
 
-def resumed_config(cfg: DictConfig, context: RunContext) -> DictConfig:
-    """The stopped run's own config, with the resumable keys this command line gave."""
-    run_dir = Path(cfg.resume)
-    resumed = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    for override in parse_overrides(context.command_overrides):
-        if override.key_or_group != "resume":
-            key = override.key_or_group
-            OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), merge=False)
-    resumed.resume = str(run_dir)
-    if "split" not in resumed.data:  # a run from before the six splits trained on Balanced
-        resumed.data.split = LEGACY_SPLIT
-    current = OmegaConf.to_container(cfg.data, resolve=False)
-    for key in current.keys() - resumed.data.keys():  # keys a newer version added, e.g. data.archive_url
-        resumed.data[key] = current[key]
-    if resumed.get("search") is not None:  # a search trial continued by hand: its trial has been told already
-        resumed.search.trial = None
-    return resumed
+def first_difference(saved: Any, expected: Any, path: str = "") -> str | None:
+    """The first key path at which two plain configs differ, or None."""
+    if isinstance(saved, dict) and isinstance(expected, dict):
+        for key in sorted(saved.keys() | expected.keys(), key=str):
+            where = f"{path}.{key}" if path else str(key)
+            if key not in saved or key not in expected:
+                return where
+            found = first_difference(saved[key], expected[key], where)
+            if found is not None:
+                return found
+        return None
+    return None if saved == expected and type(saved) is type(expected) else (path or "<root>")
 
 
 def check_epochs(wanted: int, original: DictConfig) -> None:

@@ -6,6 +6,7 @@ import logging
 import os
 import shlex
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,11 +14,12 @@ from pathlib import Path
 from typing import NoReturn
 
 import hydra
+from filelock import FileLock, Timeout
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from emnist_lightning.errors import ConfigError, UserError, find_user_error
-from emnist_lightning.runs.config import config_dir, override_text, override_value
+from emnist_lightning.runs.config import config_dir, is_multirun, override_text, override_value
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.host import configure_host, freeze_long_lived_objects
 from emnist_lightning.runs.record import METRICS_FILE, TRAINED_STATUSES, RunRecord
@@ -50,20 +52,21 @@ def run_entry_point(
 
 
 def check_output_location(arguments: list[str]) -> None:
-    """Before Hydra writes anything: the run's folder must not hold a finished run, and its place must be
-    writable. Hydra would otherwise overwrite .hydra/ and the log, or fail with a traceback."""
-    multirun = "-m" in arguments or "--multirun" in arguments
-    given = override_value(arguments, "hydra.sweep.dir" if multirun else "hydra.run.dir")
+    """Before Hydra writes anything: the run's folder (or the sweep's) must hold no run of any state unless
+    overwrite=true, no process may be writing into it, and its place must be writable. Hydra would
+    otherwise overwrite .hydra/ and the log, or fail with a traceback."""
+    multirun = is_multirun(arguments)
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = override_value(arguments, key)
     explicit = None if given is None else str(given)
     overwrite = override_value(arguments, "overwrite") is True
-    if explicit and not multirun and not overwrite and not requeued():  # a requeued job continues its run
-        record = RunRecord.read(Path(explicit))
-        if record is not None and record.status in ("completed", "interrupted"):
-            resume_it = f"resume it with resume={override_text(explicit)}"
-            advice = resume_it if record.status == "interrupted" else "choose another folder"
-            raise ConfigError(
-                f"hydra.run.dir={explicit} holds a {record.status} run; {advice}, or add overwrite=true to replace it"
-            )
+    # A requeued SLURM job continues its own run; DDP's other processes run in the main process's folder.
+    if explicit and not requeued() and is_main_process():
+        folder = Path(explicit).expanduser()
+        check_not_in_use(folder, key)
+        # a search (its own sweeper) continues its study in its folder, each trial in a new one
+        if not overwrite and not (multirun and override_value(arguments, "hparams_search")):
+            refuse_earlier_runs(folder, key, multirun)
     target = Path(str(explicit or override_value(arguments, "paths.log_dir") or "outputs")).expanduser().absolute()
     existing = next(folder for folder in (target, *target.parents) if folder.exists())
     if not existing.is_dir():
@@ -73,6 +76,78 @@ def check_output_location(arguments: list[str]) -> None:
             f"cannot write run outputs to '{target}': '{existing}' is not writable; point paths.log_dir "
             "(or hydra.run.dir) at a folder you can write to"
         )
+
+
+LOCK_FILE = ".run.lock"  # held by the process writing into a run folder, for the life of the run
+
+
+def is_main_process() -> bool:
+    """False in the other processes of a DDP run, which Lightning (or SLURM) starts with a rank."""
+    return all(int(os.environ.get(name) or 0) == 0 for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
+
+
+@contextmanager
+def run_folder_lock(folder: Path) -> Iterator[None]:
+    """One writer per run folder: held while a run (or a resume of it) writes there; a second is refused."""
+    if not is_main_process():
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / LOCK_FILE)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigError(
+            f"'{folder}' is in use by another process (a run, or a resume of it); wait for it to end, or "
+            "choose another folder"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def check_not_in_use(folder: Path, key: str) -> None:
+    locks = [path for path in (folder / LOCK_FILE, *folder.glob(f"*/{LOCK_FILE}")) if path.is_file()]
+    for path in locks:
+        lock = FileLock(path)
+        try:
+            lock.acquire(timeout=0)
+            lock.release()
+        except Timeout:
+            raise ConfigError(
+                f"{key}={folder} is in use by a running process ({path.parent.name}); wait for it to end, "
+                "or choose another folder"
+            ) from None
+
+
+def run_state(folder: Path) -> str | None:
+    """What a folder holds of a run, in words; None for a folder without one."""
+    record = RunRecord.read(folder)
+    if record is not None:
+        return f"a {record.status} run"
+    if any((folder / "checkpoints").glob("*.ckpt")) or (folder / LAST_CHECKPOINT).is_file():
+        return "a run that stopped without a record (killed) or is still starting"
+    if (folder / ".hydra").is_dir():
+        return "a started run"
+    return None
+
+
+def refuse_earlier_runs(folder: Path, key: str, multirun: bool) -> None:
+    if multirun:
+        jobs = sorted(path.parent.parent.name for path in folder.glob("*/.hydra/config.yaml"))
+        if jobs or (folder / "multirun.yaml").is_file():
+            raise ConfigError(
+                f"{key}={folder} holds an earlier sweep ({len(jobs)} jobs); choose another folder, or add "
+                "overwrite=true to replace its jobs"
+            )
+        return
+    state = run_state(folder)
+    if state is None:
+        return
+    resumable = (folder / LAST_CHECKPOINT).is_file() and not state.startswith("a completed")
+    advice = f"resume it with resume={override_text(folder)}" if resumable else "choose another folder"
+    raise ConfigError(f"{key}={folder} holds {state}; {advice}, or add overwrite=true to replace it")
 
 
 def fail(message: str, exit_code: int = 1) -> NoReturn:
@@ -96,6 +171,13 @@ def run_task(task: Task, cfg: DictConfig) -> float | None:
     run as interrupted, with how to resume it, and ends the process."""
     context = RunContext.from_hydra(cfg)
     configure_host(cfg)
+    # a folder another process writes into is refused before anything, a record included, is written
+    with user_errors_end_the_process(), run_folder_lock(context.output_dir):
+        return run_recorded(task, cfg, context)
+
+
+def run_recorded(task: Task, cfg: DictConfig, context: RunContext) -> float | None:
+    """`task`, and how it ended in the run's record when it did not end well."""
     try:
         return task(cfg, context)
     except BaseException as err:
@@ -138,13 +220,18 @@ def record_interruption(context: RunContext, signal_name: str) -> None:
 class SweepOutcome(Callback):
     """Around a multirun, in the launching process. Before it: create the sweep dir, where the Optuna
     sweeper opens its SQLite study before any job has made the folder. After it: exit with status 1 when no
-    job completed (or was pruned by a search), so that scripts and CI notice a sweep that produced nothing."""
+    job it ran completed (or was pruned by a search), so that scripts and CI notice a sweep that produced
+    nothing; the records of an earlier sweep in the same folder (a search continued) do not count."""
+
+    started_at = 0.0
 
     def on_multirun_start(self, config: DictConfig, **kwargs: object) -> None:
+        self.started_at = time.time()
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        records = [RunRecord.read(path.parent) for path in sweep_dir.rglob(METRICS_FILE)]
+        written = [path for path in sweep_dir.rglob(METRICS_FILE) if path.stat().st_mtime >= self.started_at]
+        records = [RunRecord.read(path.parent) for path in written]
         if records and not any(record is not None and record.status in TRAINED_STATUSES for record in records):
             fail(f"all {len(records)} jobs of the sweep in {sweep_dir} failed; their metrics.json files say why")

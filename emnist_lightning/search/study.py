@@ -11,6 +11,7 @@ from pathlib import Path
 import optuna
 import yaml
 from filelock import FileLock
+from matplotlib import pyplot
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
@@ -18,6 +19,7 @@ from optuna.visualization import matplotlib as optuna_plots
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from emnist_lightning.atomic import write_atomically
 from emnist_lightning.pictures.plots import save_figure
 
 log = logging.getLogger(__name__)
@@ -92,7 +94,7 @@ def write_outcome(study: optuna.Study, sweep_dir: Path) -> list[Path]:
         best = study.best_trial
         results |= {"best_trial": best.number, "best_value": best.value, "best_params": best.params}
     results_path = sweep_dir / "optimization_results.yaml"
-    results_path.write_text(yaml.safe_dump(results, sort_keys=False))
+    write_atomically(results_path, yaml.safe_dump(results, sort_keys=False))
     return [results_path, *write_plots(study, sweep_dir)]
 
 
@@ -110,5 +112,6 @@ def write_plots(study: optuna.Study, sweep_dir: Path) -> list[Path]:
             fig.set_size_inches(9, 5)
             fig.tight_layout()  # Optuna's layout cuts long parameter names and the legend
             save_figure(fig, sweep_dir / name)
+            pyplot.close(fig)  # Optuna draws through pyplot, which would keep every figure
             paths.append(sweep_dir / name)
     return paths

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emnist_lightning.atomic import replaced_atomically
 from emnist_lightning.errors import DataError
 from emnist_lightning.study.statistics import Interval, macro_accuracy, macro_accuracy_interval, wilson_interval
 
@@ -46,12 +47,13 @@ class TestPredictions:
     def save(self, directory: Path) -> Path:
         path = directory / PREDICTIONS_FILE
         directory.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(
-            path,
-            labels=self.labels.astype(np.uint8),
-            predictions=self.predictions.astype(np.uint8),
-            classes=np.array(self.classes),
-        )
+        with replaced_atomically(path) as file:
+            np.savez_compressed(
+                file,
+                labels=self.labels.astype(np.uint8),
+                predictions=self.predictions.astype(np.uint8),
+                classes=np.array(self.classes),
+            )
         return path
 
     @classmethod

@@ -16,12 +16,13 @@ from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.plugins import TorchCheckpointIO
 from omegaconf import DictConfig
 
+from emnist_lightning.atomic import replaced_atomically
 from emnist_lightning.data import EMNISTDataModule
-from emnist_lightning.data.atomic import replaced_atomically
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.inference.models import load_pixel_model
 from emnist_lightning.models import EMNISTClassifier
 from emnist_lightning.models.distillation import Distillation
+from emnist_lightning.models.pretrained import resolve_models
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.host import resolved_precision
 from emnist_lightning.training.callbacks import (
@@ -59,17 +60,20 @@ def build_model(cfg: DictConfig, datamodule: EMNISTDataModule) -> EMNISTClassifi
         l2=cfg.regularization.l2,
         label_smoothing=cfg.loss.label_smoothing,
         class_balanced=cfg.loss.get("class_balanced", False),  # absent from run configs saved before it existed
-        distillation=build_distillation(cfg.loss.get("distillation"), datamodule),
+        distillation=build_distillation(cfg.loss.get("distillation"), datamodule, cfg.pretrained_dir),
     )
 
 
-def build_distillation(settings: DictConfig | None, datamodule: EMNISTDataModule) -> Distillation | None:
-    """The teacher (a checkpoint, or several: their ensemble) and the loss's settings (conf/loss/distilled.yaml)."""
+def build_distillation(
+    settings: DictConfig | None, datamodule: EMNISTDataModule, pretrained_dir: str
+) -> Distillation | None:
+    """The teacher (a checkpoint, several: their ensemble, or a published model such as pretrained:balanced)
+    and the loss's settings (conf/loss/distilled.yaml)."""
     if settings is None:
         return None
     if not settings.get("teacher"):
         raise ConfigError("loss=distilled needs loss.distillation.teacher= a checkpoint (or [a.ckpt,b.ckpt])")
-    teacher = load_pixel_model(settings.teacher)
+    teacher = load_pixel_model(resolve_models(settings.teacher, pretrained_dir))
     if tuple(teacher.classes) != tuple(datamodule.classes):
         raise ConfigError(
             f"the teacher names {len(teacher.classes)} classes of EMNIST {teacher.split}, the data "

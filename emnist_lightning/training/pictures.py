@@ -1,5 +1,5 @@
-"""Lightning callbacks that turn a run into pictures: PNG files and TensorBoard images. They gather what
-to draw from the run; the drawing is pictures/'s."""
+"""Lightning callbacks that turn a run into pictures: PNG files, and images in the run's trackers
+(TensorBoard, MLflow, W&B). They gather what to draw from the run; the drawing is pictures/'s."""
 
 from __future__ import annotations
 
@@ -9,19 +9,35 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 
 from emnist_lightning.models.classifier import TestStepOutput
 from emnist_lightning.pictures import analysis, plots
-from emnist_lightning.pictures.sink import FigureSink
+from emnist_lightning.pictures.sink import FigureSink, ImageWriter, tensorboard_images
 from emnist_lightning.pictures.test_figures import TestFigureSettings, TestOutputs, write_test_figures
 from emnist_lightning.training.callbacks import gathered
 
 log = logging.getLogger(__name__)
 
 
+def image_writer(logger: Logger) -> ImageWriter | None:
+    """How a picture reaches this logger's tracker; None for a logger that keeps no images (CSV)."""
+    if isinstance(logger, TensorBoardLogger):
+        return tensorboard_images(logger.experiment)
+    if isinstance(logger, MLFlowLogger):
+        return lambda tag, pixels, step: logger.experiment.log_image(logger.run_id, pixels, key=tag, step=step)
+    if isinstance(logger, WandbLogger):
+        # no step: W&B refuses steps below the last one it saw, and pictures come after the epochs' metrics
+        return lambda tag, pixels, step: logger.log_image(key=tag, images=[pixels])
+    return None
+
+
 def tensorboard_loggers(trainer: L.Trainer) -> list[TensorBoardLogger]:
     return [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+
+
+def image_writers(trainer: L.Trainer) -> list[ImageWriter]:
+    return [writer for logger in trainer.loggers if (writer := image_writer(logger)) is not None]
 
 
 class FigureCallback(L.Callback):
@@ -32,9 +48,8 @@ class FigureCallback(L.Callback):
         self.sinks: list[FigureSink] = []
 
     def sink(self, trainer: L.Trainer) -> FigureSink:
-        """Figures as PNGs in `output_dir` and as images in each of the run's TensorBoard logs."""
-        writers = [logger.experiment for logger in tensorboard_loggers(trainer)]
-        self.sinks.append(FigureSink(self.output_dir, writers, trainer.global_step))
+        """Figures as PNGs in `output_dir` and as images in each of the run's trackers."""
+        self.sinks.append(FigureSink(self.output_dir, image_writers(trainer), trainer.global_step))
         return self.sinks[-1]
 
     @property

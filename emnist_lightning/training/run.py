@@ -21,6 +21,7 @@ from emnist_lightning.errors import ConfigError
 from emnist_lightning.models import load_classifier
 from emnist_lightning.models.calibration import TEMPERATURE_KEY
 from emnist_lightning.models.metrics import calibration_error
+from emnist_lightning.models.pretrained import resolve_models
 from emnist_lightning.runs import resume
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.provenance import provenance
@@ -108,9 +109,7 @@ def train(cfg: DictConfig, context: RunContext) -> RunRecord:
 def evaluate(cfg: DictConfig, context: RunContext) -> RunRecord:
     """Test the checkpoint `cfg.ckpt_path` on the test split of `cfg.data`, or several checkpoints and the
     ensemble of their calibrated probabilities (`ckpt_path=[a,b,c]`); returns the record."""
-    if not cfg.get("ckpt_path"):
-        raise ConfigError("no checkpoint given: run python evaluate.py ckpt_path=outputs/.../checkpoints/best.ckpt")
-    paths = [cfg.ckpt_path] if isinstance(cfg.ckpt_path, str) else [str(path) for path in cfg.ckpt_path]
+    paths = [str(path) for path in resolve_models(cfg.get("ckpt_path"), cfg.pretrained_dir)]
     if len(paths) > 1:
         return evaluate_ensemble(cfg, context, paths)
     record, _ = evaluate_checkpoint(cfg, context, paths[0], build.build_entries(cfg.get("callbacks")))
@@ -219,8 +218,7 @@ def store_temperature(checkpoint_path: Path, temperature: float) -> None:
 def starting_point(cfg: DictConfig, context: RunContext) -> tuple[DictConfig, Path | None]:
     """The run's config and the checkpoint it continues from: a stopped run's own (resume=<dir>), a
     requeued SLURM job's earlier attempt, or none for a new run."""
-    if cfg.get("resume"):
-        cfg = resume.resumed_config(cfg, context)
+    if cfg.get("resume"):  # composed again from the project's configs and the run's checked overrides
         resume_from = Path(cfg.resume) / resume.LAST_CHECKPOINT
     else:
         resume_from = resume.requeued_checkpoint(context.output_dir)

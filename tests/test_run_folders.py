@@ -1,0 +1,84 @@
+"""A run folder has one owner: a folder holding a run in any state (killed, failed, running) or an earlier
+sweep is refused unless overwrite=true, a folder in use by another process is refused even then, and a
+sweep's exit status counts only the jobs it ran."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from emnist_lightning.runs.task import LOCK_FILE
+from tests.conftest import run_entry_point
+
+pytestmark = pytest.mark.slow
+
+QUICK = ["model=mlp", "model.hidden_dims=[32,32,32]", "trainer.max_epochs=1", "callbacks=no_pictures"]
+
+
+def train(data_dir: Path, *overrides: str):
+    flags = [argument for argument in overrides if argument == "-m"]  # Hydra's flags come first
+    arguments = [argument for argument in overrides if argument != "-m"]
+    return run_entry_point("train.py", *flags, f"data.data_dir={data_dir}", *QUICK, *arguments)
+
+
+def one_line_error(result) -> str:
+    assert result.returncode == 1, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and "Traceback" not in result.stderr, result.stderr[-3000:]
+    return lines[-1]
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def killed_run(folder: Path) -> Path:
+    """What a run killed mid-training leaves: its config, a last.ckpt, no metrics.json."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints" / "last.ckpt").write_bytes(b"weights of epoch 3")
+    return folder
+
+
+@pytest.mark.parametrize("state", ["killed", "failed", "pruned"])
+def test_a_folder_holding_a_run_in_any_state_is_refused(synthetic_dir: Path, tmp_path: Path, state: str) -> None:
+    folder = killed_run(tmp_path / "run")
+    if state != "killed":
+        (folder / "metrics.json").write_text(json.dumps({"status": state}))
+    before = contents(folder)
+    line = one_line_error(train(synthetic_dir, f"hydra.run.dir={folder}"))
+    assert "overwrite=true" in line and ("stopped without a record" in line if state == "killed" else state in line)
+    if state == "killed":
+        assert "resume it with resume=" in line
+    assert contents(folder) == before
+
+
+def test_a_folder_in_use_is_refused_even_with_overwrite_and_even_to_a_resume(
+    synthetic_dir: Path, tmp_path: Path
+) -> None:
+    folder = killed_run(tmp_path / "run")
+    (folder / "metrics.json").write_text(json.dumps({"status": "interrupted"}))
+    before = contents(folder)
+    with FileLock(folder / LOCK_FILE):  # a run (or a resume) writing there now
+        for overrides in ([f"hydra.run.dir={folder}", "overwrite=true"], [f"resume={folder}"]):
+            result = run_entry_point("train.py", *overrides)
+            assert "in use" in one_line_error(result)
+    assert {name: data for name, data in contents(folder).items() if name != LOCK_FILE} == before
+
+
+def test_an_earlier_sweep_folder_is_refused_and_the_exit_status_counts_only_new_jobs(
+    synthetic_dir: Path, tmp_path: Path
+) -> None:
+    sweep = ["-m", f"hydra.sweep.dir={tmp_path}", "optimizer=sgd,adam"]
+    assert train(synthetic_dir, *sweep).returncode == 0
+    before = contents(tmp_path)
+    line = one_line_error(train(synthetic_dir, *sweep))
+    assert "holds an earlier sweep (2 jobs)" in line and "overwrite=true" in line
+    assert contents(tmp_path) == before
+    # replaced on purpose, with jobs that all fail: the old completed records no longer hide it
+    again = train(synthetic_dir, *sweep, "overwrite=true", "optimizer.lr=-1")
+    assert again.returncode == 1 and "all 2 jobs of the sweep" in again.stderr
