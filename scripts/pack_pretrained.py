@@ -101,6 +101,12 @@ def card_rows(name: str, card: dict[str, Any]) -> list[str]:
     return [f"### `{PREFIX}{name}`", "", "| | |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows.items()), ""]
 
 
+def summary_row(name: str, card: dict[str, Any]) -> str:
+    recipe = card["recipe"].split()[0]
+    accuracy, macro = interval(card, "test_acc"), interval(card, "test_macro_acc")
+    return f"| `{PREFIX}{name}` | `{recipe}` | {accuracy} | {macro} | {card['test_ece_calibrated']:.4f} |"
+
+
 def write_doc(registry: dict[str, dict[str, Any]]) -> None:
     lines = [
         "# Pretrained models",
@@ -115,7 +121,12 @@ def write_doc(registry: dict[str, dict[str, Any]]) -> None:
         "",
         "Each ships inside the package as a weights-only checkpoint (float16 weights, the normalisation, the",
         "class list and the fitted temperature; no code), listed with its sha256 in",
-        "`emnist_lightning/models/pretrained_weights/registry.json`, checked before every use.",
+        "`emnist_lightning/models/pretrained_weights/registry.json`, checked before every use. Fit times were",
+        "taken while other work shared the machine's two cores: they say what the recipe cost, not its speed.",
+        "",
+        "| model | recipe | test acc | test macro acc | ECE after T |",
+        "| --- | --- | --- | --- | --- |",
+        *(summary_row(name, entry["card"]) for name, entry in registry.items()),
         "",
     ]
     for name, entry in registry.items():

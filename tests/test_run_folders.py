@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from emnist_lightning.runs.task import LOCK_FILE
+from emnist_lightning.runs.ownership import LOCK_FILE
 from tests.conftest import run_entry_point
 
 pytestmark = pytest.mark.slow

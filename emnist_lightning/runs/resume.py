@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.models.checkpoints import read_checkpoint
 from emnist_lightning.runs.config import compose, is_multirun, override_text, override_value, parse_overrides
+from emnist_lightning.runs.ownership import check_not_in_use
 
 # Keys a resumed run may set: where the data is, how the process runs, and a longer run.
 RESUMABLE_KEYS = ("trainer.max_epochs", "data.data_dir", "data.download", "num_threads")
@@ -59,6 +60,7 @@ def resume_arguments(arguments: list[str]) -> list[str]:
     run_dir = Path(str(run_dir_value)).expanduser().resolve()
     if "${" in str(run_dir):  # Hydra would resolve it inside the override, however quoted
         raise ConfigError(f"resume={run_dir}: a folder whose name holds '${{' cannot be passed to Hydra; rename it")
+    check_not_in_use(run_dir, f"resume={run_dir}")  # first: nothing is read from a folder being written
     check_run_dir(run_dir)
     recorded = recorded_overrides(run_dir)
     original = composed_config(run_dir, recorded)

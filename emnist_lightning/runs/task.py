@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import NoReturn
 
 import hydra
-from filelock import FileLock, Timeout
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -22,6 +21,7 @@ from emnist_lightning.errors import ConfigError, UserError, find_user_error
 from emnist_lightning.runs.config import config_dir, is_multirun, override_text, override_value
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.host import configure_host, freeze_long_lived_objects
+from emnist_lightning.runs.ownership import check_not_in_use, is_main_process, run_folder_lock
 from emnist_lightning.runs.record import METRICS_FILE, TRAINED_STATUSES, RunRecord
 from emnist_lightning.runs.resume import LAST_CHECKPOINT, requeued
 from emnist_lightning.runs.signals import INTERRUPT_EXIT_CODES
@@ -63,9 +63,10 @@ def check_output_location(arguments: list[str]) -> None:
     # A requeued SLURM job continues its own run; DDP's other processes run in the main process's folder.
     if explicit and not requeued() and is_main_process():
         folder = Path(explicit).expanduser()
-        check_not_in_use(folder, key)
-        # a search (its own sweeper) continues its study in its folder, each trial in a new one
-        if not overwrite and not (multirun and override_value(arguments, "hparams_search")):
+        check_not_in_use(folder, f"{key}={folder}")
+        # a search (a sweeper of its own) continues its study in its folder, each trial in a new one
+        search = override_value(arguments, "hparams_search") or override_value(arguments, "hydra/sweeper")
+        if not overwrite and not (multirun and search):
             refuse_earlier_runs(folder, key, multirun)
     target = Path(str(explicit or override_value(arguments, "paths.log_dir") or "outputs")).expanduser().absolute()
     existing = next(folder for folder in (target, *target.parents) if folder.exists())
@@ -76,49 +77,6 @@ def check_output_location(arguments: list[str]) -> None:
             f"cannot write run outputs to '{target}': '{existing}' is not writable; point paths.log_dir "
             "(or hydra.run.dir) at a folder you can write to"
         )
-
-
-LOCK_FILE = ".run.lock"  # held by the process writing into a run folder, for the life of the run
-
-
-def is_main_process() -> bool:
-    """False in the other processes of a DDP run, which Lightning (or SLURM) starts with a rank."""
-    return all(int(os.environ.get(name) or 0) == 0 for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
-
-
-@contextmanager
-def run_folder_lock(folder: Path) -> Iterator[None]:
-    """One writer per run folder: held while a run (or a resume of it) writes there; a second is refused."""
-    if not is_main_process():
-        yield
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(folder / LOCK_FILE)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise ConfigError(
-            f"'{folder}' is in use by another process (a run, or a resume of it); wait for it to end, or "
-            "choose another folder"
-        ) from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def check_not_in_use(folder: Path, key: str) -> None:
-    locks = [path for path in (folder / LOCK_FILE, *folder.glob(f"*/{LOCK_FILE}")) if path.is_file()]
-    for path in locks:
-        lock = FileLock(path)
-        try:
-            lock.acquire(timeout=0)
-            lock.release()
-        except Timeout:
-            raise ConfigError(
-                f"{key}={folder} is in use by a running process ({path.parent.name}); wait for it to end, "
-                "or choose another folder"
-            ) from None
 
 
 def run_state(folder: Path) -> str | None:
