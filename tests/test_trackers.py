@@ -58,3 +58,17 @@ def test_mlflow_and_wandb_runs_hold_the_metrics_and_hyperparameters(
     assert metrics["test/acc"] == pytest.approx(recorded["test_acc"]) and len(metrics) > 5
     assert config["optimizer.lr"] == 0.002 and config["data.split"] == "balanced"
     assert metrics["data/samples/_type"] == "images/separated"  # the dataset picture, as W&B keeps images
+
+
+def test_a_tracker_without_its_package_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trackers are an extra: a core install asked for one says how to install it."""
+    from emnist_lightning.errors import ConfigError
+    from emnist_lightning.training import build
+
+    monkeypatch.setattr(build.importlib.util, "find_spec", lambda name: None)
+    for make, choice in (
+        (lambda: build.mlflow_logger("file:x"), "logger=mlflow"),
+        (build.wandb_logger, "logger=wandb"),
+    ):
+        with pytest.raises(ConfigError, match=rf"{choice} needs \w+: pip install 'emnist-lightning\[trackers\]'"):
+            make()

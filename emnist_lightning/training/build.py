@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from dataclasses import dataclass
@@ -120,11 +121,26 @@ def build_training_callbacks(cfg: DictConfig, context: RunContext, stopwatch: St
     )
 
 
+def require_tracker(module: str, choice: str) -> None:
+    """A tracker's package is an extra: without it, one line saying how to install it."""
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"{choice} needs {module}: pip install 'emnist-lightning[trackers]' (or make install-dev)")
+
+
+def wandb_logger(**settings: Any) -> L.pytorch.loggers.Logger:
+    """Lightning's WandbLogger (conf/logger/wandb.yaml)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    require_tracker("wandb", "logger=wandb")
+    return WandbLogger(**settings)
+
+
 def mlflow_logger(tracking_uri: str, **settings: Any) -> L.pytorch.loggers.Logger:
     """Lightning's MLFlowLogger (conf/logger/mlflow.yaml). MLflow 3 refuses a local file store unless it is
     asked for; that store is the one that needs no server and no database driver, so it is allowed."""
     from lightning.pytorch.loggers import MLFlowLogger
 
+    require_tracker("mlflow", "logger=mlflow")
     if tracking_uri.startswith("file:") or "://" not in tracking_uri:
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     return MLFlowLogger(tracking_uri=tracking_uri, **settings)
