@@ -169,3 +169,13 @@ def test_connections_past_the_queue_are_told_to_come_back(
             connection.close()  # the workers read an empty request and free their slots
     time.sleep(0.5)
     assert request(address, "GET", "/model")[0] == 200
+
+
+def test_a_content_length_of_unicode_digits_gets_an_http_answer(address: tuple[str, int]) -> None:
+    """'²' passes str.isdigit() and then int() raises: the connection used to close with no answer."""
+    connection = socket.create_connection(address, timeout=30)
+    host = f"{address[0]}:{address[1]}"
+    head = f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/png\r\nContent-Length: \u00b2\r\n\r\n"
+    connection.sendall(head.encode("latin-1"))
+    assert connection.recv(100).startswith(b"HTTP/1.0 400")
+    connection.close()

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-import socket
-import threading
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +19,7 @@ from emnist_lightning.errors import CheckpointError
 from emnist_lightning.inference.export import export
 from emnist_lightning.inference.images import InputError, read_all, read_array, read_picture
 from emnist_lightning.inference.models import open_predictor, write_classes
-from emnist_lightning.inference.server import RefusedDrawing, drawing_pixels, make_server
+from emnist_lightning.inference.server import RefusedDrawing, drawing_pixels
 from emnist_lightning.models import load_classifier
 from emnist_lightning.runs import report
 from tests.conftest import run_entry_point
@@ -163,28 +160,6 @@ def test_a_tall_thin_drawing_is_refused_before_it_costs_memory() -> None:
     tracemalloc.stop()
     assert caught.value.status == 413
     assert peak < 5 * len(png) + 1_000_000, f"{peak:,} bytes allocated to refuse it"
-
-
-# The page's server
-
-
-@pytest.fixture
-def address(synthetic_checkpoint: Path) -> Iterator[tuple[str, int]]:
-    server = make_server(open_predictor(synthetic_checkpoint), "127.0.0.1", 0, top_k=3)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield "127.0.0.1", server.server_port
-    server.shutdown()
-    server.server_close()
-
-
-def test_a_content_length_of_unicode_digits_gets_an_http_answer(address: tuple[str, int]) -> None:
-    """'²' passes str.isdigit() and then int() raises: the connection used to close with no answer."""
-    connection = socket.create_connection(address, timeout=30)
-    host = f"{address[0]}:{address[1]}"
-    head = f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/png\r\nContent-Length: \u00b2\r\n\r\n"
-    connection.sendall(head.encode("latin-1"))
-    assert connection.recv(100).startswith(b"HTTP/1.0 400")
-    connection.close()
 
 
 # The report
