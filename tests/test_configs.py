@@ -23,9 +23,10 @@ from torch import nn
 from emnist_lightning import cli
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.models.networks import ACTIVATIONS, CNN, MLP, per_layer
-from emnist_lightning.pictures import test_figures
+from emnist_lightning.overrides import override_text, override_value, parse_overrides
+from emnist_lightning.pictures import evaluation_figures
 from emnist_lightning.runs import host
-from emnist_lightning.runs.config import as_multirun, compose, config_dir, override_value, parse_overrides
+from emnist_lightning.runs.config import as_multirun, compose, config_dir
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.training.build import (
     build_datamodule,
@@ -359,7 +360,7 @@ def test_code_defaults_agree_with_the_config(tmp_path: Path, key: str) -> None:
 
 
 def test_test_figure_settings_have_no_code_defaults() -> None:
-    fields = dataclasses.fields(test_figures.TestFigureSettings)
+    fields = dataclasses.fields(evaluation_figures.EvaluationFigureSettings)
     assert all(field.default is dataclasses.MISSING for field in fields)
     assert {field.name for field in fields} <= set(configured_settings("callbacks.test_diagnostics"))
 
@@ -429,3 +430,14 @@ def test_auto_precision_on_a_gpu_asks_the_gpu(monkeypatch: pytest.MonkeyPatch, b
 )
 def test_a_sweep_option_makes_a_multirun(arguments: list[str], expected: list[str]) -> None:
     assert as_multirun(arguments) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [True, False, None, 3, 0.001, 1e-9, "adam", "true", "null", "1e-3", "42", "a=b", "it's", "x,y", "[1]",
+     "back\\slash", "ends\\", "quote\\'d", "/tmp/run dir/lr=0.1,seed=(1)", "sqlite:///a.db", "~/out", ""],
+)  # fmt: skip
+def test_the_one_writer_of_an_override_reads_back_as_the_same_value(value: object) -> None:
+    """The sweeper's sampled values and resume's folders go through one writer: Hydra reads each back unchanged."""
+    read = override_value([f"key={override_text(value)}"], "key")
+    assert read == value and type(read) is type(value)

@@ -12,7 +12,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from emnist_lightning.runs.host import cpu_has_native_bf16, resolved_precision
-from emnist_lightning.study.predictions import PREDICTIONS_FILE, TestPredictions
+from emnist_lightning.study.predictions import PREDICTIONS_FILE, HeldOutPredictions
 from tests.conftest import BALANCED, run_entry_point
 
 pytestmark = pytest.mark.slow
@@ -83,7 +83,7 @@ def test_run_records_how_it_was_made_and_how_sure_it_is(trained) -> None:
     assert made["precision"] == resolved_precision("auto", "cpu"), "trainer.precision=auto, as resolved here"
     assert made["num_threads"] >= 1 and made["cpu_native_bf16"] == cpu_has_native_bf16()
     assert "hydra.run.dir=" + str(run_dir) in " ".join(made["command"]) and len(made.get("git_commit", "x" * 40)) == 40
-    kept = TestPredictions.load(run_dir)
+    kept = HeldOutPredictions.load(run_dir)
     assert len(kept.labels) == 47 * 6 and kept.accuracy == pytest.approx(metrics["test_acc"])
 
 
@@ -111,7 +111,7 @@ def assert_eval_reproduces(checkpoint: Path, recorded: Path, data_dir: Path, run
     assert evaluated["test_loss"] == pytest.approx(expected["test_loss"], rel=1e-5)
     if (recorded.parent / PREDICTIONS_FILE).is_file():
         assert np.array_equal(
-            TestPredictions.load(run_dir).predictions, TestPredictions.load(recorded.parent).predictions
+            HeldOutPredictions.load(run_dir).predictions, HeldOutPredictions.load(recorded.parent).predictions
         )
 
 
@@ -119,14 +119,6 @@ def test_eval_reproduces_test_metrics(trained, synthetic_dir: Path, tmp_path: Pa
     _, run_dir = trained
     assert_eval_reproduces(run_dir / "checkpoints" / "best.ckpt", run_dir / "metrics.json", synthetic_dir, tmp_path)
     assert (tmp_path / "confusion_matrix.png").is_file()
-
-
-@pytest.mark.parametrize("family", ["mlp", "cnn"])
-def test_checkpoint_of_the_older_format_evaluates_as_it_trained(
-    family: str, synthetic_dir: Path, tmp_path: Path
-) -> None:
-    legacy = Path(__file__).parent / "data" / "legacy" / family
-    assert_eval_reproduces(legacy / "best.ckpt", legacy / "metrics.json", synthetic_dir, tmp_path)
 
 
 def test_same_seed_same_metrics(synthetic_dir: Path, tmp_path: Path) -> None:

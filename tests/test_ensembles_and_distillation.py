@@ -14,7 +14,7 @@ from emnist_lightning.inference.export import export
 from emnist_lightning.inference.models import load_pixel_model, open_predictor
 from emnist_lightning.models import load_classifier
 from emnist_lightning.models.distillation import Distillation
-from emnist_lightning.study.predictions import TestPredictions
+from emnist_lightning.study.predictions import HeldOutPredictions
 from tests.conftest import run_entry_point, train_synthetic_checkpoint
 
 
@@ -60,7 +60,7 @@ def test_evaluate_reports_the_ensemble_beside_its_members(
     for record in (metrics, *metrics["members"]):
         low, high = record["test_acc_ci"]
         assert low <= record["test_acc"] <= high
-    kept = TestPredictions.load(tmp_path)
+    kept = HeldOutPredictions.load(tmp_path)
     assert kept.accuracy == pytest.approx(metrics["test_acc"])
     comparison = metrics["ensemble_vs_best_member"]
     assert comparison["test"] == "McNemar exact" and 0 <= comparison["p_value"] <= 1

@@ -13,13 +13,11 @@ from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.errors import CheckpointError
 from emnist_lightning.models import EMNISTClassifier, load_classifier
 from emnist_lightning.models.metrics import accuracies
-from emnist_lightning.models.networks import CNN, MLP
 from tests.conftest import model_arguments, quick_trainer, synthetic_datamodule
 
 BATCH = torch.randn(4, 1, 28, 28)
 # Checkpoints written by the code before the network registry (MLPClassifier / CNNClassifier), each
 # trained for one epoch on the synthetic data of conftest, with the test accuracy its run recorded.
-LEGACY = Path(__file__).parent / "data" / "legacy"
 
 
 @pytest.fixture
@@ -59,15 +57,12 @@ def test_checkpoint_keeps_normalisation(tmp_path: Path, datamodule: EMNISTDataMo
     assert (saved["epoch"], saved["batches_done"]) == (1, 0)  # after fitting one epoch: epoch 1 from its start
 
 
-@pytest.mark.parametrize(("family", "network"), [("mlp", MLP), ("cnn", CNN)])
-def test_checkpoint_of_the_older_format_still_loads(family: str, network: type) -> None:
-    path = LEGACY / family / "best.ckpt"
-    checkpoint = torch.load(path, weights_only=False)
-    assert "network" not in checkpoint["hyper_parameters"]  # really the older format
-    model = load_classifier(path)
-    assert type(model.network) is network
-    for name, tensor in checkpoint["state_dict"].items():
-        assert torch.equal(model.state_dict()[name], tensor), name
+def test_a_checkpoint_from_before_0_1_0_is_refused_in_one_line(tmp_path: Path) -> None:
+    """The format of 0.1.0 names its network, split and classes; an older one (no network) is refused."""
+    path = tmp_path / "old.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"hidden_dims": [8, 8, 8]}, "emnist_lightning_class": "x"}, path)
+    with pytest.raises(CheckpointError, match="was not written by emnist_lightning's train.py"):
+        load_classifier(path)
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.tensorboard import SummaryWriter
 
 from emnist_lightning.models.metrics import calibration_error
-from emnist_lightning.pictures import analysis, plots, test_figures
+from emnist_lightning.pictures import analysis, evaluation_figures, plots
 from emnist_lightning.pictures.sink import FigureSink, tensorboard_images
 from tests.conftest import BALANCED, configured_settings, run_entry_point
 
@@ -79,21 +79,25 @@ def test_calibration_error_of_confident_mistakes() -> None:
     assert calibration_error(probabilities, torch.tensor([0, 1]), bins=10) == pytest.approx(0.4)
 
 
-def synthetic_test_outputs(classes: int = 47, per_class: int = 5, seed: int = 0) -> test_figures.TestOutputs:
+def synthetic_test_outputs(
+    classes: int = 47, per_class: int = 5, seed: int = 0
+) -> evaluation_figures.EvaluationOutputs:
     """Predictions of a fake model that is right about 70% of the time."""
     generator = torch.Generator().manual_seed(seed)
     labels = torch.arange(classes).repeat(per_class)
     logits = torch.randn(len(labels), classes, generator=generator)
     right = torch.rand(len(labels), generator=generator) < 0.7
     logits[right, labels[right]] += 6
-    return test_figures.TestOutputs(logits.softmax(dim=1), labels, torch.rand(len(labels), 28, 28, generator=generator))
+    return evaluation_figures.EvaluationOutputs(
+        logits.softmax(dim=1), labels, torch.rand(len(labels), 28, 28, generator=generator)
+    )
 
 
-def test_write_test_figures_without_a_trainer(tmp_path: Path) -> None:
+def test_write_evaluation_figures_without_a_trainer(tmp_path: Path) -> None:
     outputs = synthetic_test_outputs()
-    settings = test_figures.TestFigureSettings(**configured_settings("callbacks.test_diagnostics"))
+    settings = evaluation_figures.EvaluationFigureSettings(**configured_settings("callbacks.test_diagnostics"))
     with SummaryWriter(str(tmp_path / "tensorboard")) as writer:
-        written = test_figures.write_test_figures(
+        written = evaluation_figures.write_evaluation_figures(
             outputs, BALANCED.classes, FigureSink(tmp_path, [tensorboard_images(writer)]), settings
         )
     pictures = {name: tag for name, tag in RUN_PICTURES.items() if tag.startswith("test/")}

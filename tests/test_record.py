@@ -18,7 +18,7 @@ from emnist_lightning.inference.models import write_classes
 from emnist_lightning.runs import task
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.record import METRICS_FILE, RunRecord, stage_metrics
-from emnist_lightning.study.predictions import TestPredictions
+from emnist_lightning.study.predictions import HeldOutPredictions
 from emnist_lightning.training.build import AtomicCheckpointIO
 
 
@@ -113,12 +113,12 @@ def test_test_predictions_and_model_json_are_replaced_whole_or_not_at_all(
 ) -> None:
     """Both used to be written in place: a process killed mid-write left half a file under the real name.
     Now the real file changes only at the final rename, so one that never comes leaves it as it was."""
-    path = TestPredictions(np.array([0, 1]), np.array([0, 0]), ("a", "b")).save(tmp_path)
+    path = HeldOutPredictions(np.array([0, 1]), np.array([0, 0]), ("a", "b")).save(tmp_path)
     classes = write_classes(tmp_path / "model.onnx", ("a", "b"))
     before = {path: path.read_bytes(), classes: classes.read_bytes()}
     monkeypatch.setattr(os, "replace", full_disk)  # the process dies before the rename
     with pytest.raises(OSError, match="No space left"):
-        TestPredictions(np.array([1, 1]), np.array([1, 1]), ("a", "b")).save(tmp_path)
+        HeldOutPredictions(np.array([1, 1]), np.array([1, 1]), ("a", "b")).save(tmp_path)
     with pytest.raises(OSError, match="No space left"):
         write_classes(tmp_path / "model.onnx", ("x", "y"))
     assert {path: path.read_bytes() for path in before} == before

@@ -16,8 +16,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from emnist_lightning.errors import CheckpointError
 from emnist_lightning.models import load_classifier
-from emnist_lightning.runs.config import override_text, override_value
-from emnist_lightning.runs.resume import resume_arguments
+from emnist_lightning.overrides import override_text, override_value
+from emnist_lightning.runs.resume import NO_SEARCH, resume_arguments, why_refused
 from tests.conftest import run_entry_point
 from tests.signals import forget_signal, signal_at_step
 
@@ -296,3 +296,12 @@ def test_a_run_folder_whose_name_would_run_a_resolver_is_refused(uninterrupted: 
     last = result.stderr.strip().splitlines()[-1]
     assert result.returncode == 1 and "rename it" in last, result.stderr[-2000:]
     assert not (tmp_path / "rx").exists()
+
+
+def test_a_search_trials_own_overrides_may_be_resumed_and_are_set_to_null() -> None:
+    """A trial records where its study is; a resume reports to no study, so those keys are not a place the
+    folder could send anything."""
+    assert why_refused("search.storage='sqlite:////runs/search/optuna.db'") is None
+    assert why_refused("search.trial=3") is None
+    assert why_refused("callbacks.model_checkpoint.dirpath=/elsewhere") == "moves where the run writes or reports"
+    assert "search.storage=null" in NO_SEARCH

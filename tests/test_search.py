@@ -18,9 +18,10 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from emnist_lightning.errors import ConfigError
+from emnist_lightning.overrides import override_text
 from emnist_lightning.runs import report
 from emnist_lightning.runs.config import compose
-from emnist_lightning.search.space import override_value, search_space
+from emnist_lightning.search.space import search_space
 from emnist_lightning.search.study import INTERRUPTED, open_storage, without_password
 from emnist_lightning.search.sweeper import OptunaSearch
 from tests.conftest import REPO_ROOT, run_entry_point
@@ -59,7 +60,7 @@ def test_search_space_reads_hydra_sweep_syntax() -> None:
     "value", [True, 0.000123456789, 512, "gelu", "leaky_relu", "sqlite:////a b/o.db", "it's", "null"]
 )
 def test_sampled_values_reach_the_job_with_their_type(value: object) -> None:
-    parsed = OverridesParser.create().parse_overrides([f"key={override_value(value)}"])[0].value()
+    parsed = OverridesParser.create().parse_overrides([f"key={override_text(value)}"])[0].value()
     assert parsed == value and type(parsed) is type(value)
 
 

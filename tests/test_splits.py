@@ -91,16 +91,6 @@ def test_a_checkpoint_carries_its_split_and_classes(letters_checkpoint: Path) ->
     )
 
 
-def test_a_checkpoint_from_before_the_splits_loads_as_balanced(synthetic_checkpoint: Path, tmp_path: Path) -> None:
-    checkpoint = torch.load(synthetic_checkpoint, weights_only=True)
-    hyper_parameters = checkpoint["hyper_parameters"]
-    del hyper_parameters["split"], hyper_parameters["classes"]
-    hyper_parameters["num_classes"] = 47
-    torch.save(checkpoint, tmp_path / "old.ckpt")
-    model = load_classifier(tmp_path / "old.ckpt")
-    assert model.split == "balanced" and model.classes == BALANCED.classes
-
-
 def test_evaluation_uses_the_checkpoints_split(letters_checkpoint: Path, tmp_path: Path) -> None:
     """evaluate.py's data=model_split: the Letters model is tested on the Letters files of data_dir."""
     folder = write_synthetic_emnist(tmp_path / "data", split="letters")

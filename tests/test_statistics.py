@@ -12,7 +12,7 @@ from emnist_lightning.cli.train import repeats_as_seeds
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.study import statistics
 from emnist_lightning.study.compare import compare_with_baseline, summaries
-from emnist_lightning.study.predictions import TestPredictions
+from emnist_lightning.study.predictions import HeldOutPredictions
 
 
 def test_mcnemar_exact_on_a_textbook_table() -> None:
@@ -122,7 +122,7 @@ def test_two_single_runs_are_compared_by_their_predictions(tmp_path: Path) -> No
     labels, first, second = runs_apart(better_on=0.05, swapped=0.0)
     classes = tuple(str(i) for i in range(47))
     for name, predicted in (("a", first), ("b", second)):
-        TestPredictions(labels, predicted, classes).save(tmp_path / name)
+        HeldOutPredictions(labels, predicted, classes).save(tmp_path / name)
     frame = pd.DataFrame(
         [{"configuration": name, "seed": None, "job_dir": tmp_path / name, "test_acc": 0.0} for name in "ab"]
     )

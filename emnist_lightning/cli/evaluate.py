@@ -10,12 +10,12 @@ from emnist_lightning.runs.task import run_entry_point
 from emnist_lightning.training.run import evaluate
 
 
-def test_accuracy(cfg: DictConfig, context: RunContext) -> float | None:
+def evaluated_accuracy(cfg: DictConfig, context: RunContext) -> float | None:
     return evaluate(cfg, context).test_acc
 
 
 def main() -> None:
-    run_entry_point("evaluate", test_accuracy)
+    run_entry_point("evaluate", evaluated_accuracy)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from emnist_lightning.errors import ConfigError
-from emnist_lightning.runs.config import override_value
+from emnist_lightning.overrides import override_value
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.report import SWEEP_DIR_HINT, report
 from emnist_lightning.runs.task import run_entry_point

@@ -5,7 +5,8 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from emnist_lightning.errors import ConfigError
-from emnist_lightning.runs.config import as_multirun, is_multirun, override_value
+from emnist_lightning.overrides import override_value
+from emnist_lightning.runs.config import as_multirun, is_multirun
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.resume import resume_arguments
 from emnist_lightning.runs.task import run_entry_point

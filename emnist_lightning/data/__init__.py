@@ -2,6 +2,6 @@
 that serves one of them."""
 
 from emnist_lightning.data.datamodule import EMNISTDataModule
-from emnist_lightning.data.splits import LEGACY_SPLIT, SPLITS, EMNISTSplit, emnist_split
+from emnist_lightning.data.splits import SPLITS, EMNISTSplit, emnist_split
 
-__all__ = ["LEGACY_SPLIT", "SPLITS", "EMNISTDataModule", "EMNISTSplit", "emnist_split"]
+__all__ = ["SPLITS", "EMNISTDataModule", "EMNISTSplit", "emnist_split"]

@@ -70,8 +70,6 @@ SPLITS: dict[str, EMNISTSplit] = {
         EMNISTSplit("mnist", DIGITS, 60_000, 10_000),
     )
 }
-# What checkpoints written before the splits existed were trained on.
-LEGACY_SPLIT = "balanced"
 
 
 def emnist_split(name: str) -> EMNISTSplit:

@@ -1,9 +1,9 @@
 """Reading checkpoints safely and rebuilding the classifier they hold.
 
 Every checkpoint is read with `torch.load(weights_only=True)`: tensors, numbers, strings and containers
-only, so a crafted file cannot run code when it is opened. The few other types Lightning's checkpoints
-hold are allowed by name (`SAFE_GLOBALS`). Lightning's own loading (`trainer.fit/test(ckpt_path=...)`) is
-called with `weights_only=True` too, and sees the same list.
+only, so a crafted file cannot run code when it is opened. Lightning's own loading
+(`trainer.fit/test(ckpt_path=...)`) is called with `weights_only=True` too. Checkpoints of emnist-lightning
+0.1.0 and later load; nothing older exists outside this repository's history.
 """
 
 from __future__ import annotations
@@ -15,21 +15,11 @@ from typing import Any
 
 import torch
 
-from emnist_lightning.data import LEGACY_SPLIT, emnist_split
 from emnist_lightning.errors import CheckpointError
 from emnist_lightning.models.classifier import EMNISTClassifier
-from emnist_lightning.models.networks import keys_added_later
 
-# Types besides tensors and plain containers that the checkpoints of train.py hold.
-SAFE_GLOBALS: list[Any] = []
-torch.serialization.add_safe_globals(SAFE_GLOBALS)
-
-# Checkpoints written before the network registry named their class instead of their network.
-LEGACY_CLASS_NETWORKS = {
-    "emnist_lightning.module.MLPClassifier": "mlp",
-    "emnist_lightning.module.CNNClassifier": "cnn",
-}
-LEGACY_CLASS_KEY = "emnist_lightning_class"
+# What every checkpoint of train.py names beside its weights: its network and the classes it reads.
+REQUIRED_ARGUMENTS = ("network", "split", "classes")
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -56,25 +46,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def classifier_arguments(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """The EMNISTClassifier arguments a checkpoint was written with, also for the older format."""
+    """The EMNISTClassifier arguments a checkpoint was written with."""
     arguments = dict(checkpoint.get("hyper_parameters") or {})
-    if "network" not in arguments:
-        network = LEGACY_CLASS_NETWORKS.get(checkpoint.get(LEGACY_CLASS_KEY, ""))
-        if network is None or "state_dict" not in checkpoint:
-            raise CheckpointError(
-                f"checkpoint '{path}' was not written by emnist_lightning's train.py; it cannot be used here"
-            )
-        arguments["network"] = network
-    return keys_added_later(arguments["network"]) | with_classes(arguments)
-
-
-def with_classes(arguments: dict[str, Any]) -> dict[str, Any]:
-    """Checkpoints written before the six splits name no split: they were trained on Balanced."""
-    if "classes" in arguments:
-        return arguments
-    legacy = emnist_split(LEGACY_SPLIT)
-    arguments = {key: value for key, value in arguments.items() if key != "num_classes"}
-    return arguments | {"split": legacy.name, "classes": list(legacy.classes)}
+    if any(key not in arguments for key in REQUIRED_ARGUMENTS) or "state_dict" not in checkpoint:
+        raise CheckpointError(
+            f"checkpoint '{path}' was not written by emnist_lightning's train.py; it cannot be used here"
+        )
+    return arguments
 
 
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> EMNISTClassifier:

@@ -24,7 +24,7 @@ from emnist_lightning.models.optim import LRSchedule
 OptimizerFactory = Callable[..., Optimizer]
 
 
-class TestStepOutput(NamedTuple):
+class EvaluationStepOutput(NamedTuple):
     """What `validation_step` and `test_step` hand to callbacks: the batch's logits, labels and (normalised)
     images."""
 
@@ -91,7 +91,7 @@ class EMNISTClassifier(L.LightningModule):
         # Test-time augmentation, set by evaluate.py: test on the mean probabilities of shifted views.
         self.test_time_shift = 0
         # Divides the logits for calibrated probabilities; fitted after training (models/calibration.py) and
-        # kept in the checkpoint beside the weights (1: a checkpoint from before temperature scaling).
+        # kept in the checkpoint beside the weights (1 until it is fitted).
         self.temperature = 1.0
         if compile:
             self.network.compile()  # in place, so checkpoints keep the plain parameter names
@@ -174,12 +174,12 @@ class EMNISTClassifier(L.LightningModule):
         views = shifted_views(images, self.test_time_shift)
         return mean_of_probabilities(self(torch.cat(views)).split(len(images)))
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> TestStepOutput:
-        return TestStepOutput(self._evaluate(batch, self.val_metrics, "val"), batch[1], batch[0])
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> EvaluationStepOutput:
+        return EvaluationStepOutput(self._evaluate(batch, self.val_metrics, "val"), batch[1], batch[0])
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> TestStepOutput:
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> EvaluationStepOutput:
         """The outputs' logits are calibrated (divided by the temperature): what callbacks and people see."""
-        return TestStepOutput(self._evaluate(batch, self.test_metrics, "test"), batch[1], batch[0])
+        return EvaluationStepOutput(self._evaluate(batch, self.test_metrics, "test"), batch[1], batch[0])
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[TEMPERATURE_KEY] = self.temperature

@@ -11,25 +11,25 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from emnist_lightning.atomic import write_atomically
-from emnist_lightning.data import LEGACY_SPLIT, emnist_split
+from emnist_lightning.data import emnist_split
 from emnist_lightning.data.files import load_split
 from emnist_lightning.errors import ConfigError, DataError
 from emnist_lightning.pictures import plots
 from emnist_lightning.runs.provenance import differences
 from emnist_lightning.runs.record import RunRecord
-from emnist_lightning.study.predictions import TestPredictions
+from emnist_lightning.study.predictions import HeldOutPredictions
 from emnist_lightning.study.statistics import mcnemar_exact, verdict
 
 EXAMPLES = 16  # images drawn per direction
 
 
-def per_class_accuracy(run: TestPredictions) -> pd.Series:
+def per_class_accuracy(run: HeldOutPredictions) -> pd.Series:
     frame = pd.DataFrame({"label": run.labels, "correct": run.correct})
     accuracy = frame.groupby("label")["correct"].mean()
     return accuracy.reindex(range(len(run.classes))).set_axis(run.classes)
 
 
-def test_images(run_dir: Path) -> np.ndarray | None:
+def held_out_images(run_dir: Path) -> np.ndarray | None:
     """The run's test images (upright, uint8), read from the files its config names, or None when they
     are not there any more."""
     config = run_dir / ".hydra" / "config.yaml"
@@ -37,14 +37,14 @@ def test_images(run_dir: Path) -> np.ndarray | None:
         return None
     data = OmegaConf.load(config).get("data") or {}
     try:
-        split = emnist_split(data.get("split") or LEGACY_SPLIT)  # run configs from before the splits
+        split = emnist_split(str(data.get("split")))
         return load_split(Path(str(data.get("data_dir"))).expanduser(), split, "test").images[:, 0].numpy()
     except (DataError, ConfigError, OSError, TypeError):
         return None
 
 
 def examples_figure(
-    images: np.ndarray, first: TestPredictions, second: TestPredictions, wanted: np.ndarray, title: str
+    images: np.ndarray, first: HeldOutPredictions, second: HeldOutPredictions, wanted: np.ndarray, title: str
 ):
     chosen, names = np.flatnonzero(wanted)[:EXAMPLES], first.classes
     captions = [
@@ -53,13 +53,13 @@ def examples_figure(
     return plots.image_grid_figure(images[chosen], captions, title=title)
 
 
-def read_run(run_dir: Path) -> tuple[TestPredictions, RunRecord]:
+def read_run(run_dir: Path) -> tuple[HeldOutPredictions, RunRecord]:
     record = RunRecord.read(run_dir)
     if record is None:
         raise ConfigError(
             f"'{run_dir}' holds no metrics.json: pass the folder of a finished train.py or evaluate.py run"
         )
-    return TestPredictions.load(run_dir), record
+    return HeldOutPredictions.load(run_dir), record
 
 
 def compare_runs(first_dir: Path, second_dir: Path, output_dir: Path) -> list[str]:
@@ -84,7 +84,7 @@ def compare_runs(first_dir: Path, second_dir: Path, output_dir: Path) -> list[st
     difference = (per_class_accuracy(second) - per_class_accuracy(first)).fillna(0.0)
     output_dir.mkdir(parents=True, exist_ok=True)
     plots.save_figure(plots.per_class_difference_figure(difference, "A", "B"), output_dir / "per_class_difference.png")
-    images = test_images(first_dir)
+    images = held_out_images(first_dir)
     if images is not None:
         for name, wanted, title in (
             ("b_right_a_wrong.png", gained, "B reads these, A does not (true: A's / B's reading)"),

@@ -1,22 +1,17 @@
-"""Where the Hydra configs live, composing one outside a Hydra run (tests, benchmarks), and reading a
-command line's overrides with Hydra's own parser."""
+"""Where the Hydra configs live, composing one outside a Hydra run (tests, benchmarks), and what a command
+line asks for: a multirun, or a sweep that needs one."""
 
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
-from typing import Any
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
-from hydra.errors import HydraException
 from omegaconf import DictConfig
 
-from emnist_lightning.errors import ConfigError
+from emnist_lightning.overrides import MULTIRUN_FLAGS, override_text, override_value
 
 log = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -38,28 +33,6 @@ def compose(config_name: str, overrides: list[str], output_dir: Path | None) -> 
     return cfg
 
 
-def parse_overrides(arguments: list[str]) -> list[Override]:
-    """A command line's overrides as Hydra reads them. Hydra's flags (-m, --cfg job, -cn NAME) are not
-    overrides; every override has an `=`, except a deletion (`~key`)."""
-    parser, parsed = OverridesParser.create(), []
-    for line in (a for a in arguments if not a.startswith("-") and ("=" in a or a.startswith("~"))):
-        try:
-            parsed += parser.parse_overrides([line])
-        except HydraException as err:
-            reason = str(err).splitlines()[0]
-            raise ConfigError(
-                f"cannot read the override '{line}' ({reason}); write key=value, +key=value or ~key"
-            ) from err
-    return parsed
-
-
-def override_value(arguments: list[str], key: str) -> Any:
-    """The value the command line gives `key`, typed as Hydra types it (the last one wins), or None."""
-    values = [override.value() for override in parse_overrides(arguments) if override.key_or_group == key]
-    return values[-1] if values else None
-
-
-MULTIRUN_FLAGS = ("-m", "--multirun")
 # config groups whose options describe a sweep: chosen without -m they would run one default job
 SWEEP_GROUPS = ("sweep", "hparams_search")
 
@@ -79,12 +52,3 @@ def as_multirun(arguments: list[str]) -> list[str]:
         return arguments
     log.warning("%s is a sweep: running it as a multirun (as with -m)", " ".join(chosen))
     return ["-m", *arguments]
-
-
-def override_text(value: object) -> str:
-    """`value` as Hydra's override grammar reads it back: quoted (single quotes, `\\'` inside) when it
-    holds characters the grammar gives a meaning to, such as `=`, `,`, brackets or quotes."""
-    text = str(value)
-    if re.fullmatch(r"[\w./~+@:-]+", text):
-        return text
-    return "'" + text.replace("'", "\\'") + "'"

@@ -22,8 +22,8 @@ from rich.table import Table
 
 from emnist_lightning.atomic import write_atomically
 from emnist_lightning.errors import ConfigError, UserError
+from emnist_lightning.overrides import parse_overrides
 from emnist_lightning.pictures import plots
-from emnist_lightning.runs.config import parse_overrides
 from emnist_lightning.runs.provenance import differences
 from emnist_lightning.runs.record import TRAINED_STATUSES, RunRecord
 from emnist_lightning.study.compare import SUMMARIZED, compare_with_baseline, summaries

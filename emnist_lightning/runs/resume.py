@@ -25,7 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.models.checkpoints import read_checkpoint
-from emnist_lightning.runs.config import compose, is_multirun, override_text, override_value, parse_overrides
+from emnist_lightning.overrides import override_text, override_value, parse_overrides
+from emnist_lightning.runs.config import compose, is_multirun
 from emnist_lightning.runs.ownership import check_not_in_use
 
 # Keys a resumed run may set: where the data is, how the process runs, and a longer run.
@@ -124,6 +125,8 @@ def why_refused(line: str) -> str | None:
     key, value = override.key_or_group, override.value()
     if key.startswith("hydra") or key == "resume":
         return "changes how Hydra runs, which a run folder may not"
+    if key in {line.split("=")[0] for line in NO_SEARCH}:  # a search trial's: set to null on resume
+        return None
     if key.rsplit(".", 1)[-1] in DESTINATIONS or key.startswith("paths."):
         return "moves where the run writes or reports"
     if "." not in key and isinstance(value, str) and ("/" in value or ".." in value):

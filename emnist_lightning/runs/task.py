@@ -18,7 +18,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from emnist_lightning.errors import ConfigError, UserError, find_user_error
-from emnist_lightning.runs.config import config_dir, is_multirun, override_text, override_value
+from emnist_lightning.overrides import override_text, override_value
+from emnist_lightning.runs.config import config_dir, is_multirun
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.host import configure_host, freeze_long_lived_objects
 from emnist_lightning.runs.ownership import check_not_in_use, is_main_process, run_folder_lock

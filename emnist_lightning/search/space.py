@@ -7,16 +7,11 @@
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from emnist_lightning.errors import ConfigError
-
-PLAIN_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 
 
 def distribution(override: Override) -> BaseDistribution:
@@ -54,15 +49,3 @@ def search_space(params: dict[str, str], arguments: list[str]) -> tuple[dict[str
         else:
             fixed.append(override.input_line)
     return space, fixed
-
-
-def override_value(value: Any) -> str:
-    """A sampled value written as Hydra's command line reads it back with the same type: a word stays
-    bare, other strings are quoted."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, str):
-        if PLAIN_WORD.fullmatch(value) and value.lower() not in ("true", "false", "null"):
-            return value
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    return repr(value)

@@ -25,7 +25,8 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import Trial, TrialState
 
 from emnist_lightning.errors import ConfigError
-from emnist_lightning.search.space import override_value, search_space
+from emnist_lightning.overrides import override_text
+from emnist_lightning.search.space import search_space
 from emnist_lightning.search.study import (
     INTERRUPTED,
     PRUNED_AT,
@@ -154,10 +155,10 @@ class OptunaSearch:
 
     def job_overrides(self, trial: Trial, fixed: Sequence[str]) -> list[str]:
         """The trial's command line: fixed overrides, sampled values, and where to report (search.*)."""
-        sampled = [f"{key}={override_value(value)}" for key, value in trial.params.items()]
+        sampled = [f"{key}={override_text(value)}" for key, value in trial.params.items()]
         identity = [
-            f"search.storage={override_value(self.storage_for_jobs)}",
-            f"search.study={override_value(self.study_name)}",
+            f"search.storage={override_text(self.storage_for_jobs)}",
+            f"search.study={override_text(self.study_name)}",
             f"search.trial={trial.number}",
             f"hydra.sweep.subdir=trial_{trial.number}",  # unique among all workers of the study
         ]

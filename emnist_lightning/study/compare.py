@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from emnist_lightning.errors import DataError
-from emnist_lightning.study.predictions import PREDICTIONS_FILE, TestPredictions
+from emnist_lightning.study.predictions import PREDICTIONS_FILE, HeldOutPredictions
 from emnist_lightning.study.statistics import Comparison, holm, mcnemar_exact, paired_t, summarize, verdict
 
 SUMMARIZED = ("val_acc", "val_macro_acc", "test_acc", "test_macro_acc")
@@ -41,7 +41,7 @@ def summaries(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparison(
-    baseline: pd.DataFrame, other: pd.DataFrame, predictions_of: Callable[[str], TestPredictions]
+    baseline: pd.DataFrame, other: pd.DataFrame, predictions_of: Callable[[str], HeldOutPredictions]
 ) -> Comparison | str:
     """`other` against `baseline` on test accuracy, or why they cannot be compared."""
     if "split" in baseline.columns and set(baseline["split"].dropna()) != set(other["split"].dropna()):
@@ -58,7 +58,7 @@ def comparison(
     if len(baseline) == 1 and len(other) == 1:
         try:
             first, second = predictions_of(baseline["job_dir"].iloc[0]), predictions_of(other["job_dir"].iloc[0])
-        except DataError:  # runs from before predictions were kept
+        except DataError:  # a run that kept no predictions
             return f"no {PREDICTIONS_FILE} to pair"
         if not np.array_equal(first.labels, second.labels):
             return "tested on different images"
@@ -67,7 +67,7 @@ def comparison(
 
 
 def compare_with_baseline(
-    frame: pd.DataFrame, baseline: str, predictions_of: Callable[[str], TestPredictions] = TestPredictions.load
+    frame: pd.DataFrame, baseline: str, predictions_of: Callable[[str], HeldOutPredictions] = HeldOutPredictions.load
 ) -> pd.DataFrame:
     """One row per other configuration: the difference in test accuracy from `baseline`, its interval, the
     test, its p-value, the Holm-adjusted p-value and the verdict. `frame` has a row per completed job with

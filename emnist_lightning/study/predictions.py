@@ -16,7 +16,7 @@ PREDICTIONS_FILE = "test_predictions.npz"
 
 
 @dataclass(frozen=True)
-class TestPredictions:
+class HeldOutPredictions:
     """The true and predicted class of every test image, in the test files' order."""
 
     __test__ = False  # not a pytest test class, despite its name
@@ -57,7 +57,7 @@ class TestPredictions:
         return path
 
     @classmethod
-    def load(cls, directory: Path) -> TestPredictions:
+    def load(cls, directory: Path) -> HeldOutPredictions:
         path = directory / PREDICTIONS_FILE
         try:
             with np.load(path, allow_pickle=False) as stored:

@@ -31,10 +31,10 @@ from emnist_lightning.training.callbacks import (
     GracefulStop,
     LapClock,
     MetricHistory,
+    PredictionsKeeper,
     RandomState,
     Stopwatch,
     TemperatureFit,
-    TestPredictionsKeeper,
 )
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def build_model(cfg: DictConfig, datamodule: EMNISTDataModule) -> EMNISTClassifi
         l1=cfg.regularization.l1,
         l2=cfg.regularization.l2,
         label_smoothing=cfg.loss.label_smoothing,
-        class_balanced=cfg.loss.get("class_balanced", False),  # absent from run configs saved before it existed
+        class_balanced=cfg.loss.class_balanced,
         distillation=build_distillation(cfg.loss.get("distillation"), datamodule, cfg.pretrained_dir),
     )
 
@@ -96,14 +96,14 @@ class TrainingCallbacks:
 
     history: MetricHistory
     timer: EpochTimer
-    predictions: TestPredictionsKeeper
+    predictions: PredictionsKeeper
     trial: TrialReport | None  # a trial of an Optuna search reports its epochs to the study
     temperature: TemperatureFit | None  # after training, on validation (temperature_scaling=true)
     all: list[L.Callback]
 
 
 def build_training_callbacks(cfg: DictConfig, context: RunContext, stopwatch: Stopwatch) -> TrainingCallbacks:
-    history, timer, predictions = MetricHistory(), EpochTimer(), TestPredictionsKeeper(context.output_dir, cfg.seed)
+    history, timer, predictions = MetricHistory(), EpochTimer(), PredictionsKeeper(context.output_dir, cfg.seed)
     # The timer runs first, so a pass's time excludes the figures other callbacks draw after it.
     bookkeeping = [timer, history, predictions, LapClock(stopwatch), RandomState(), GracefulStop(context.stop_requests)]
     averaging = [instantiate(cfg.weight_averaging)] if cfg.get("weight_averaging") else []

@@ -22,7 +22,7 @@ from torchmetrics.utilities.distributed import gather_all_tensors
 
 from emnist_lightning.models.calibration import fit_temperature, nll
 from emnist_lightning.runs.signals import StopRequests
-from emnist_lightning.study.predictions import TestPredictions
+from emnist_lightning.study.predictions import HeldOutPredictions
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class MetricHistory(L.Callback):
         self.history = state_dict["history"]
 
 
-class TestPredictionsKeeper(L.Callback):
+class PredictionsKeeper(L.Callback):
     """Keeps every test image's true and predicted class (test_predictions.npz beside metrics.json, for
     paired comparisons between runs) and the 95% intervals of the test accuracies, for metrics.json.
 
@@ -85,7 +85,7 @@ class TestPredictionsKeeper(L.Callback):
         if not self.labels:
             return
         classes = tuple(getattr(pl_module, "classes", ()))
-        kept = TestPredictions(torch.cat(self.labels).numpy(), torch.cat(self.predictions).numpy(), classes)
+        kept = HeldOutPredictions(torch.cat(self.labels).numpy(), torch.cat(self.predictions).numpy(), classes)
         self.intervals = kept.intervals(self.seed)
         if trainer.world_size == 1:
             kept.save(self.output_dir)

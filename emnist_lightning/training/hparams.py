@@ -52,5 +52,5 @@ def finish_tracker_runs(trainer: L.Trainer) -> None:
     """End the trackers' runs that Lightning leaves open (W&B): their summary and config are written at the
     end of a run, and the next job of a sweep starts a run of its own."""
     for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+        if isinstance(logger, WandbLogger):
             logger.experiment.finish()

@@ -11,10 +11,14 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 
-from emnist_lightning.models.classifier import TestStepOutput
+from emnist_lightning.models.classifier import EvaluationStepOutput
 from emnist_lightning.pictures import analysis, plots
+from emnist_lightning.pictures.evaluation_figures import (
+    EvaluationFigureSettings,
+    EvaluationOutputs,
+    write_evaluation_figures,
+)
 from emnist_lightning.pictures.sink import FigureSink, ImageWriter, tensorboard_images
-from emnist_lightning.pictures.test_figures import TestFigureSettings, TestOutputs, write_test_figures
 from emnist_lightning.training.callbacks import gathered
 
 log = logging.getLogger(__name__)
@@ -91,17 +95,17 @@ class DatasetSamples(FigureCallback):
         sink.publish(jobs)
 
 
-class TestStepCallback(FigureCallback):
+class EvaluationStepCallback(FigureCallback):
     """A callback that reads what each `test_step` returned, through `collect`."""
 
-    def collect(self, outputs: TestStepOutput, batch_idx: int) -> None:
+    def collect(self, outputs: EvaluationStepOutput, batch_idx: int) -> None:
         raise NotImplementedError
 
     def on_test_batch_end(
         self,
         trainer: L.Trainer,
         pl_module: L.LightningModule,
-        outputs: TestStepOutput,
+        outputs: EvaluationStepOutput,
         batch: Any,
         batch_idx: int,
         dataloader_idx: int = 0,
@@ -109,19 +113,19 @@ class TestStepCallback(FigureCallback):
         self.collect(outputs, batch_idx)
 
 
-class TestDiagnostics(TestStepCallback):
-    """Gathers the test pass's predictions, then writes the test figures (pictures/test_figures.py)."""
+class EvaluationDiagnostics(EvaluationStepCallback):
+    """Gathers the test pass's predictions, then writes the test figures (pictures/evaluation_figures.py)."""
 
     def __init__(self, output_dir: str | Path, **settings: Any) -> None:
         super().__init__(output_dir)
-        self.settings = TestFigureSettings(**settings)
+        self.settings = EvaluationFigureSettings(**settings)
         self.batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        self.outputs: TestOutputs | None = None
+        self.outputs: EvaluationOutputs | None = None
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.batches = []
 
-    def collect(self, outputs: TestStepOutput, batch_idx: int) -> None:
+    def collect(self, outputs: EvaluationStepOutput, batch_idx: int) -> None:
         probabilities = outputs.logits.float().softmax(dim=1)
         self.batches.append((probabilities.cpu(), outputs.labels.cpu(), display_images(outputs.images)))
 
@@ -131,12 +135,12 @@ class TestDiagnostics(TestStepCallback):
             parts = [gathered(part, pl_module.device) for part in parts]
         if not trainer.is_global_zero:
             return
-        self.outputs = TestOutputs(*parts, temperature=float(getattr(pl_module, "temperature", 1.0)))
-        write_test_figures(self.outputs, trainer.datamodule.classes, self.sink(trainer), self.settings)
+        self.outputs = EvaluationOutputs(*parts, temperature=float(getattr(pl_module, "temperature", 1.0)))
+        write_evaluation_figures(self.outputs, trainer.datamodule.classes, self.sink(trainer), self.settings)
         log.info("Saved test diagnostics in %s", self.output_dir)
 
 
-class ModelPictures(TestStepCallback):
+class ModelPictures(EvaluationStepCallback):
     """After testing: what the network learned, as its family draws it (networks/registry.py:
     NetworkParts): its first layer's weights, and the feature maps of one test image after each stage."""
 
@@ -145,7 +149,7 @@ class ModelPictures(TestStepCallback):
         self.units, self.channels = units, channels
         self.first_image: torch.Tensor | None = None
 
-    def collect(self, outputs: TestStepOutput, batch_idx: int) -> None:
+    def collect(self, outputs: EvaluationStepOutput, batch_idx: int) -> None:
         if batch_idx == 0:
             self.first_image = outputs.images[:1].detach()
 

@@ -26,10 +26,10 @@ from emnist_lightning.runs import resume
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.provenance import provenance
 from emnist_lightning.runs.record import RunRecord, stage_metrics
-from emnist_lightning.study.predictions import TestPredictions
+from emnist_lightning.study.predictions import HeldOutPredictions
 from emnist_lightning.study.statistics import mcnemar_exact
 from emnist_lightning.training import build
-from emnist_lightning.training.callbacks import Stopwatch, TestPredictionsKeeper, early_stop_reason
+from emnist_lightning.training.callbacks import PredictionsKeeper, Stopwatch, early_stop_reason
 from emnist_lightning.training.hparams import finish_tracker_runs, log_hparams
 from emnist_lightning.training.pictures import FigureCallback
 
@@ -120,10 +120,10 @@ def evaluate(cfg: DictConfig, context: RunContext) -> RunRecord:
 
 def evaluate_checkpoint(
     cfg: DictConfig, context: RunContext, ckpt_path: str, extra_callbacks: list[L.Callback], keep: bool = False
-) -> tuple[RunRecord, TestPredictionsKeeper]:
+) -> tuple[RunRecord, PredictionsKeeper]:
     """One checkpoint's test pass and its record (not written); `keep`: also keep its test probabilities."""
     L.seed_everything(cfg.seed, workers=True)
-    predictions = TestPredictionsKeeper(context.output_dir, cfg.seed)
+    predictions = PredictionsKeeper(context.output_dir, cfg.seed)
     predictions.keep_probabilities = keep
     callbacks = [predictions, *extra_callbacks]
     model = load_classifier(ckpt_path)
@@ -160,7 +160,7 @@ def evaluate_ensemble(cfg: DictConfig, context: RunContext, paths: list[str]) ->
     labels = torch.cat(first.labels).numpy()
     mean = torch.stack([torch.cat(keeper.probabilities) for _, keeper in members]).mean(dim=0)
     classes = emnist_split(members[0][0].split or "").classes
-    ensemble = TestPredictions(labels, mean.argmax(dim=1).numpy(), classes)
+    ensemble = HeldOutPredictions(labels, mean.argmax(dim=1).numpy(), classes)
     best_member = max(members, key=lambda member: member[0].test_acc or 0.0)
     paired = mcnemar_exact(torch.cat(best_member[1].predictions).numpy() == labels, ensemble.correct)
     ensemble.save(context.output_dir)

@@ -15,7 +15,6 @@ from emnist_lightning.models.networks.registry import (
     LayerPicture,
     NetworkParts,
     build_network,
-    keys_added_later,
     register_network,
 )
 
@@ -34,7 +33,6 @@ __all__ = [
     "LayerPicture",
     "NetworkParts",
     "build_network",
-    "keys_added_later",
     "make_activation",
     "per_layer",
     "register_network",

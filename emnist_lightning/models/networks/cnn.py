@@ -30,8 +30,6 @@ class CNN(nn.Module, NetworkParts):
     channels_last runs the convolutions in NHWC layout, which oneDNN CPU kernels and tensor cores prefer.
     """
 
-    keys_added_later = {"convs_per_block": 1}  # noqa: RUF012 (read-only)
-
     def __init__(
         self,
         *,

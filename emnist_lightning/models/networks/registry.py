@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -46,9 +46,6 @@ class LayerPicture:
 class NetworkParts:
     """What training and the pictures need from a network, with the defaults that fit most families."""
 
-    # Config keys added after checkpoints were written, with the value that rebuilds those older networks.
-    keys_added_later: ClassVar[dict[str, Any]] = {}
-
     def penalized_weights(self) -> Iterator[nn.Parameter]:
         """The weights L1 and L2 apply to: those of linear and conv layers; biases and norm parameters are
         not penalised."""
@@ -77,9 +74,3 @@ def build_network(name: str, num_classes: int, **arguments: object) -> nn.Module
         raise ConfigError(
             f"model (network {name}): {reason}; the keys of conf/model/{name}.yaml are the valid ones"
         ) from err
-
-
-def keys_added_later(name: str) -> dict[str, Any]:
-    """The network's keys that older checkpoints lack, with the values that rebuild them."""
-    cls = NETWORKS.get(name)
-    return dict(getattr(cls, "keys_added_later", {}))

@@ -1,7 +1,7 @@
 """A test pass's predictions turned into files and TensorBoard images: confusion matrices,
 per-class metrics, confused pairs, galleries and a reliability diagram.
 
-`write_test_figures` is a plain function of the predictions, so it runs (and is tested) without a Trainer.
+`write_evaluation_figures` is a plain function of the predictions, so it runs (and is tested) without a Trainer.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ PREDICTION_GRID_SIZE = 48
 
 
 @dataclass
-class TestOutputs:
+class EvaluationOutputs:
     """Everything a test pass produced, on the CPU: class probabilities, true labels, and the
     (N, 28, 28) images as the model saw them."""
 
@@ -49,7 +49,7 @@ class TestOutputs:
 
 
 @dataclass(frozen=True)
-class TestFigureSettings:
+class EvaluationFigureSettings:
     """What the figures show; the values are conf/callbacks/default.yaml's (test_diagnostics)."""
 
     hide_diagonal: bool  # the row-normalised matrix hides correct predictions so confusions stand out
@@ -58,8 +58,8 @@ class TestFigureSettings:
     gallery_size: int
 
 
-def write_test_figures(
-    outputs: TestOutputs, classes: Sequence[str], sink: FigureSink, settings: TestFigureSettings
+def write_evaluation_figures(
+    outputs: EvaluationOutputs, classes: Sequence[str], sink: FigureSink, settings: EvaluationFigureSettings
 ) -> list[Path]:
     """Write the CSV tables and figures of a test pass; returns the files written."""
     classes = list(classes)
@@ -97,7 +97,7 @@ def confusion_files(confusion: np.ndarray, classes: list[str], sink: FigureSink,
     ]  # fmt: skip
 
 
-def per_class_files(outputs: TestOutputs, classes: list[str], sink: FigureSink) -> list[Written]:
+def per_class_files(outputs: EvaluationOutputs, classes: list[str], sink: FigureSink) -> list[Written]:
     table = analysis.per_class_metrics(outputs.probabilities, outputs.labels, classes)
     csv = sink.output_dir / "per_class_metrics.csv"
     write_atomically(csv, table.sort_values("f1").to_csv(index=False, float_format="%.4f"))
@@ -105,7 +105,11 @@ def per_class_files(outputs: TestOutputs, classes: list[str], sink: FigureSink) 
 
 
 def confused_pair_files(
-    outputs: TestOutputs, confusion: np.ndarray, classes: list[str], sink: FigureSink, settings: TestFigureSettings
+    outputs: EvaluationOutputs,
+    confusion: np.ndarray,
+    classes: list[str],
+    sink: FigureSink,
+    settings: EvaluationFigureSettings,
 ) -> list[Written]:
     pairs = analysis.most_confused_pairs(confusion, settings.top_pairs)
     rows = [{"true": classes[t], "predicted": classes[p], "count": n} for t, p, n in pairs]
@@ -119,7 +123,9 @@ def confused_pair_files(
     return [csv, sink.job("confused_pairs.png", "test/confused_pairs", draw, examples, settings.examples_per_pair)]
 
 
-def gallery_files(outputs: TestOutputs, classes: list[str], sink: FigureSink, gallery_size: int) -> list[FigureJob]:
+def gallery_files(
+    outputs: EvaluationOutputs, classes: list[str], sink: FigureSink, gallery_size: int
+) -> list[FigureJob]:
     first = slice(0, PREDICTION_GRID_SIZE)  # slicing stops at the end of a shorter test set
     grid = sink.job(
         "test_predictions.png", "test/predictions", plots.prediction_grid_figure,
@@ -139,7 +145,7 @@ def gallery_files(outputs: TestOutputs, classes: list[str], sink: FigureSink, ga
     return [grid, mistakes]
 
 
-def reliability_file(outputs: TestOutputs, sink: FigureSink) -> FigureJob:
+def reliability_file(outputs: EvaluationOutputs, sink: FigureSink) -> FigureJob:
     """The reliability diagram of what people are shown, beside the raw one when a temperature was fitted."""
     bins, correct = CALIBRATION_BINS, (outputs.predictions == outputs.labels).numpy()
     shown = plots.Reliability(
