@@ -17,9 +17,12 @@ import shutil
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from filelock import FileLock, Timeout
 from torchvision.datasets import EMNIST
 from tqdm.auto import tqdm
 
@@ -69,6 +72,22 @@ def fetch_archive(archive: Archive, raw_dir: Path) -> list[Path]:
         return extract(partial, raw_dir)
     finally:
         partial.unlink(missing_ok=True)
+
+
+@contextmanager
+def one_downloader(lock_path: Path, what: str) -> Iterator[None]:
+    """Held by the one process that downloads `what`; the others wait here (saying so) and then find its
+    files. The lock file lies beside what it guards, not inside it."""
+    lock = FileLock(lock_path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("Another process is downloading %s; waiting for it", what)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def download(url: str, destination: Path, algorithm: str, max_bytes: int) -> str:

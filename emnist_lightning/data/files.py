@@ -7,17 +7,14 @@ problem is one error naming the file and the fix.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from filelock import FileLock, Timeout
 
 from emnist_lightning.data import cache, idx
-from emnist_lightning.data.download import Archive, fetch_archive
+from emnist_lightning.data.download import Archive, fetch_archive, one_downloader
 from emnist_lightning.data.splits import EMNISTSplit
 from emnist_lightning.errors import ConfigError, DataError
 
@@ -60,7 +57,9 @@ def ensure_files(data_dir: Path, split: EMNISTSplit, download: bool, archive: Ar
         reason = "it lies outside EMNIST/raw/, which a download fills, so it is not replaced"
     elif download:
         try:
-            with download_lock(raw_dir):  # parallel jobs: the first downloads, the others find its files
+            raw_dir.mkdir(parents=True, exist_ok=True)
+            lock = raw_dir.with_name(f".{raw_dir.name}.download.lock")
+            with one_downloader(lock, f"EMNIST into {raw_dir}"):  # parallel jobs: the first downloads
                 missing, incomplete = missing_files(data_dir, split), incomplete_files(data_dir, split)
                 if missing or incomplete:
                     fetch_archive(archive or Archive(), raw_dir)
@@ -81,22 +80,6 @@ def ensure_files(data_dir: Path, split: EMNISTSplit, download: bool, archive: Ar
         "data.download=true, or point data.data_dir (or EMNIST_DATA_DIR) at a folder holding "
         "the official files"
     )
-
-
-@contextmanager
-def download_lock(raw_dir: Path) -> Iterator[None]:
-    """Held while one process downloads into `raw_dir`; the lock file lies beside the folder, not in it."""
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(raw_dir.with_name(f".{raw_dir.name}.download.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        log.info("Another process is downloading EMNIST into %s; waiting for it", raw_dir)
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def check_mapping(data_dir: Path, split: EMNISTSplit) -> None:

@@ -152,13 +152,13 @@ def read_array(path: Path) -> torch.Tensor:
             images = torch.from_numpy(np.ascontiguousarray(np.load(path, allow_pickle=False)))
         else:
             images = read_upright_images(path)
+            check_image_count(path, len(images))
     except (ValueError, TypeError, OSError, UserError) as err:
         if isinstance(err, InputError):
             raise
         raise InputError(f"{path}: not a readable .npy or IDX image array ({err})") from err
     if images.shape[-2:] != (SIDE, SIDE) or images.ndim not in (2, 3, 4) or (images.ndim == 4 and images.shape[1] != 1):
         raise InputError(f"{path}: holds an array of shape {tuple(images.shape)}; expected 28x28 images, (N, 28, 28)")
-    check_image_count(path, images.numel() // (SIDE * SIDE))
     floats = images.float().reshape(-1, 1, SIDE, SIDE)
     return floats / 255 if images.dtype == torch.uint8 or floats.max() > 1 else floats
 

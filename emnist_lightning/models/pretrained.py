@@ -20,10 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 from emnist_lightning.atomic import partial_beside
-from emnist_lightning.data.download import download
+from emnist_lightning.data.download import download, one_downloader
 from emnist_lightning.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -94,7 +92,7 @@ def downloaded(model: PretrainedModel, pretrained_dir: Path) -> Path:
     target = pretrained_dir / f"{model.name}-{model.sha256[:16]}.ckpt"
     try:
         pretrained_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(pretrained_dir / f".{target.name}.lock"):
+        with one_downloader(pretrained_dir / f".{target.name}.lock", f"{PREFIX}{model.name}"):
             if not target.is_file():
                 fetch(model, target)
     except OSError as err:
