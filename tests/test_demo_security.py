@@ -21,7 +21,7 @@ from PIL import Image
 
 from emnist_lightning.inference import server as server_module
 from emnist_lightning.inference.models import open_predictor
-from emnist_lightning.inference.server import QUEUED, REQUEST_DEADLINE_S, WORKERS, make_server
+from emnist_lightning.inference.server import QUEUED, WORKERS, make_server
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +126,9 @@ def test_slow_clients_and_a_flood_leave_every_good_request_answered(address: tup
 
 def test_clients_that_trickle_their_headers_cannot_hold_every_worker(address: tuple[str, int]) -> None:
     """More slow clients than workers, each sending a header line every second (a per-read timeout never
-    fires): the deadline for the whole request frees the workers, and a good request is answered within
-    a few seconds."""
+    fires): the deadline for the whole request frees the workers, and a good request is answered while they
+    go on trickling. Without the deadline it never is: the request's own 30 s timeout ends it. No wall-clock
+    bound of ours, so a slow machine cannot fail it."""
     slow = [socket.create_connection(address, timeout=30) for _ in range(WORKERS + 2)]
     for connection in slow:
         connection.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
@@ -142,14 +143,12 @@ def test_clients_that_trickle_their_headers_cannot_hold_every_worker(address: tu
     threading.Thread(target=trickle, daemon=True).start()
     try:
         time.sleep(0.5)  # every worker now holds a slow client
-        started = time.monotonic()
         status, _ = request(address, "GET", "/model")
-        waited = time.monotonic() - started
     finally:
         stop.set()
         for connection in slow:
             connection.close()
-    assert status == 200 and waited < REQUEST_DEADLINE_S + 2, f"answered after {waited:.1f} s"
+    assert status == 200
 
 
 def test_connections_past_the_queue_are_told_to_come_back(
