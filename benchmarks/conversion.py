@@ -6,7 +6,7 @@ them, read through the conversion, against the same images read as 28x28 arrays,
 Each condition renders every image upright as dark ink on paper: resized to a side drawn from its range
 (bicubic), strokes thickened or not, placed off-centre on a larger page, on white or on grey, noisy paper.
 The table gives accuracy on the arrays and on the renders, their difference with the 95% interval of
-McNemar's exact test (study/statistics.py) and its p-value: the target is a loss of at most 1 point.
+McNemar's exact test (analysis/statistics.py) and its p-value: the target is a loss of at most 1 point.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
+from emnist_lightning.analysis.statistics import mcnemar_exact
 from emnist_lightning.data import emnist_split
 from emnist_lightning.data.files import load_split
 from emnist_lightning.inference.images import picture_sample
 from emnist_lightning.inference.models import load_pixel_model, open_predictor
-from emnist_lightning.study.statistics import mcnemar_exact
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ def instantiate_everything(cfg: DictConfig) -> None:
 
 def test_every_group_has_options() -> None:
     groups = {group for group, _ in group_options()}
-    techniques = {"augment", "loss", "weight_averaging", "regularization", "optimizer", "scheduler"}
+    techniques = {"augment", "mixing", "loss", "weight_averaging", "regularization", "optimizer", "scheduler"}
     assert {"data", "model", "trainer", "logger", "callbacks", *techniques} <= groups
 
 
@@ -81,7 +81,7 @@ def test_option_composes_and_instantiates(tmp_path: Path, group: str, option: st
         build_entries(cfg.callbacks)
         return
     if group == "loss" and option == "distilled":  # its teacher is a checkpoint the user names
-        with pytest.raises(ConfigError, match="needs loss.distillation.teacher"):
+        with pytest.raises(ConfigError, match="needs loss.teacher"):
             instantiate_everything(cfg)
         return
     instantiate_everything(cfg)
@@ -172,7 +172,7 @@ def test_regularization_group_never_touches_the_model(tmp_path: Path, penalty: s
         plain = compose_train(tmp_path, f"model={preset}")
         penalised = compose_train(tmp_path, f"model={preset}", f"regularization={penalty}")
         assert penalised.model == plain.model
-        assert set(penalised.regularization) == {"l1", "l2"}
+        assert set(penalised.regularization) == {"_target_", "l1", "l2"}
 
 
 # --- sweeps: every job differs from the sweep's first job only in the keys it overrides ------------
@@ -287,6 +287,7 @@ def test_any_trainer_argument_is_set_without_plus(tmp_path: Path) -> None:
 TRAINED_OPTIONS = [
     *group_options("augment"),
     *group_options("loss"),
+    *group_options("mixing"),
     *group_options("weight_averaging"),
     ("model", "cnn_vgg"),
     ("model", "mlp_wide"),
@@ -299,11 +300,7 @@ def test_option_trains_a_few_steps(
 ) -> None:
     # the average starts at once here: from step 100, as configured, it would still be the initial weights
     early_average = ["weight_averaging.update_starting_at_step=0"] if option == "ema" else []
-    teacher = (
-        [f"loss.distillation.teacher={request.getfixturevalue('synthetic_checkpoint')}"]
-        if option == "distilled"
-        else []
-    )
+    teacher = [f"loss.teacher={request.getfixturevalue('synthetic_checkpoint')}"] if option == "distilled" else []
     cfg = compose_train(
         tmp_path,
         f"{group}={option}",

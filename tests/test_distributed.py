@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from emnist_lightning.runs import report
+from emnist_lightning.analysis import report
 from tests.conftest import run_entry_point
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from emnist_lightning.analysis.predictions import PREDICTIONS_FILE, HeldOutPredictions
 from emnist_lightning.runs.host import cpu_has_native_bf16, resolved_precision
-from emnist_lightning.study.predictions import PREDICTIONS_FILE, HeldOutPredictions
 from tests.conftest import BALANCED, run_entry_point
 
 pytestmark = pytest.mark.slow

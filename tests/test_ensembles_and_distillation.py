@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from emnist_lightning.analysis.predictions import HeldOutPredictions
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.inference.export import export
 from emnist_lightning.inference.models import load_pixel_model, open_predictor
 from emnist_lightning.models import load_classifier
-from emnist_lightning.models.distillation import Distillation
-from emnist_lightning.study.predictions import HeldOutPredictions
+from emnist_lightning.models.distillation import DistilledLoss
+from emnist_lightning.models.losses import Targets
 from tests.conftest import run_entry_point, train_synthetic_checkpoint
 
 
@@ -71,17 +73,19 @@ def test_evaluate_reports_the_ensemble_beside_its_members(
 
 def test_the_soft_loss_vanishes_when_the_student_matches_the_teacher() -> None:
     teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 5))
-    distillation = Distillation(teacher, temperature=3.0, weight=0.5)
-    distillation.prepare(torch.device("cpu"), mean=0.0, std=1.0)
-    images = torch.rand(8, 1, 28, 28)
+    data = SimpleNamespace(mean=0.0, std=1.0)
+    distillation = DistilledLoss(teacher, temperature=3.0, weight=0.5, label_smoothing=0.0, class_balanced=False)
+    distillation.prepare(torch.device("cpu"), data)
+    images, labels = torch.rand(8, 1, 28, 28), torch.randint(5, (8,))
     same = teacher(images)
     assert float(distillation.soft_loss(same, images)) == pytest.approx(0.0, abs=1e-6)
     assert float(distillation.soft_loss(torch.zeros_like(same), images)) > 0
-    labels_only = Distillation(teacher, weight=0.0)
-    labels_only.prepare(torch.device("cpu"), mean=0.0, std=1.0)
-    assert float(labels_only.loss(torch.tensor(2.0), same, images)) == 2.0
+    labels_only = DistilledLoss(teacher, temperature=4.0, weight=0.0, label_smoothing=0.0, class_balanced=False)
+    labels_only.prepare(torch.device("cpu"), data)
+    hard = torch.nn.functional.cross_entropy(same, labels)
+    assert float(labels_only(same, Targets(labels), images)) == pytest.approx(float(hard))
     with pytest.raises(ConfigError, match="temperature=0"):
-        Distillation(teacher, temperature=0)
+        DistilledLoss(teacher, temperature=0, weight=0.5, label_smoothing=0.0, class_balanced=False)
 
 
 STUDENT = ["model=mlp", "model.hidden_dims=[32,32,32]", "trainer.max_epochs=1", "callbacks=no_pictures"]
@@ -98,7 +102,7 @@ def test_a_distilled_student_trains_and_loads_without_its_teacher(
         "train.py",
         *STUDENT,
         "loss=distilled",
-        f"loss.distillation.teacher={teacher}",
+        f"loss.teacher={teacher}",
         f"data.data_dir={synthetic_dir}",
         f"hydra.run.dir={run_dir}",
     )
@@ -107,7 +111,7 @@ def test_a_distilled_student_trains_and_loads_without_its_teacher(
     assert metrics["choices"]["loss"] == "distilled" and metrics["test_acc"] > 0
     teacher.unlink()
     student = load_classifier(metrics["best_checkpoint"])
-    assert "distillation" not in student.hparams
+    assert "loss" not in student.hparams and "teacher" not in student.hparams
     checkpoint = torch.load(metrics["best_checkpoint"], weights_only=True)
     assert not any(key.startswith("distillation") for key in checkpoint["state_dict"]), "no teacher weights"
 
@@ -116,14 +120,14 @@ def test_a_distilled_student_trains_and_loads_without_its_teacher(
 @pytest.mark.parametrize(
     ("teacher", "message"),
     [
-        (None, "error: loss=distilled needs loss.distillation.teacher="),
+        (None, "error: loss=distilled needs loss.teacher="),
         ("digits", "error: the teacher names 10 classes of EMNIST digits, the data 47 of balanced"),
     ],
 )
 def test_a_missing_or_foreign_teacher_is_one_line(
     digits_checkpoint: Path, synthetic_dir: Path, tmp_path: Path, teacher: str | None, message: str
 ) -> None:
-    given = [] if teacher is None else [f"loss.distillation.teacher={digits_checkpoint}"]
+    given = [] if teacher is None else [f"loss.teacher={digits_checkpoint}"]
     result = run_entry_point(
         "train.py", *STUDENT, "loss=distilled", *given, f"data.data_dir={synthetic_dir}", f"hydra.run.dir={tmp_path}"
     )

@@ -15,13 +15,13 @@ import torch
 import yaml
 from PIL import Image
 
+from emnist_lightning.analysis import report
 from emnist_lightning.errors import CheckpointError
 from emnist_lightning.inference.export import export
 from emnist_lightning.inference.images import InputError, read_all, read_array, read_picture
 from emnist_lightning.inference.models import open_predictor, write_classes
 from emnist_lightning.inference.server import RefusedDrawing, drawing_pixels
 from emnist_lightning.models import load_classifier
-from emnist_lightning.runs import report
 from tests.conftest import run_entry_point
 
 # Model files

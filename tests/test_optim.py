@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.models import EMNISTClassifier
+from emnist_lightning.models.losses import WeightPenalty
 from emnist_lightning.models.optim import LRSchedule
 from tests.conftest import model_arguments, quick_trainer, synthetic_datamodule
 from tests.test_configs import compose_train, group_options
@@ -142,20 +143,24 @@ def test_trainer_steps_the_schedule(tmp_path: Path, synthetic_dir: Path) -> None
 
 
 def tiny_model(l1: float, l2: float) -> EMNISTClassifier:
-    return EMNISTClassifier(**model_arguments(hidden_dims=[3, 3, 3], batch_norm=True), l1=l1, l2=l2)
+    return EMNISTClassifier(**model_arguments(hidden_dims=[3, 3, 3], batch_norm=True), penalty=WeightPenalty(l1, l2))
+
+
+def weight_penalty(model: EMNISTClassifier) -> torch.Tensor:
+    return model.penalty(model.penalized_weights(), model.device)
 
 
 def test_penalty_matches_its_formula() -> None:
     model = tiny_model(l1=0.01, l2=0.1)
     weights = [m.weight for m in model.network.modules() if isinstance(m, torch.nn.Linear)]
     expected = sum(0.01 * w.abs().sum() + 0.1 * w.square().sum() for w in weights)
-    assert model.weight_penalty().item() == pytest.approx(expected.item())
+    assert weight_penalty(model).item() == pytest.approx(expected.item())
     assert len(list(model.penalized_weights())) == 4  # 3 hidden + output; no biases or BN
 
 
 def test_penalty_gradient_reaches_weights_only() -> None:
     model = tiny_model(l1=0.01, l2=0.1)
-    model.weight_penalty().backward()
+    weight_penalty(model).backward()
     for module in model.network.modules():
         if isinstance(module, torch.nn.Linear):
             expected = 0.01 * module.weight.sign() + 2 * 0.1 * module.weight
@@ -167,7 +172,7 @@ def test_penalty_gradient_reaches_weights_only() -> None:
 
 
 def test_no_penalty_by_default() -> None:
-    assert tiny_model(0.0, 0.0).weight_penalty().item() == 0.0
+    assert weight_penalty(tiny_model(0.0, 0.0)).item() == 0.0
 
 
 def test_negative_penalty_is_rejected() -> None:

@@ -13,12 +13,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from emnist_lightning.analysis.predictions import HeldOutPredictions
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.inference.models import write_classes
 from emnist_lightning.runs import task
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.record import METRICS_FILE, RunRecord, stage_metrics
-from emnist_lightning.study.predictions import HeldOutPredictions
 from emnist_lightning.training.build import AtomicCheckpointIO
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from emnist_lightning.analysis import report
 from emnist_lightning.errors import ConfigError
-from emnist_lightning.runs import report
 from emnist_lightning.runs.record import RunRecord
 from tests.conftest import run_entry_point
 

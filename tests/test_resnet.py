@@ -10,6 +10,7 @@ from torch import nn
 
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.models import NETWORKS, EMNISTClassifier, load_classifier
+from emnist_lightning.models.losses import WeightPenalty
 from emnist_lightning.training.pictures import ModelPictures
 from tests.conftest import configured_settings, model_arguments, network_arguments, quick_trainer, synthetic_datamodule
 
@@ -24,14 +25,14 @@ def test_resnet_is_registered_and_maps_images_to_logits() -> None:
 
 
 def test_l1_and_l2_apply_to_conv_and_linear_weights_only() -> None:
-    model = EMNISTClassifier(**model_arguments("resnet", **SMALL), l2=1e-3)
+    model = EMNISTClassifier(**model_arguments("resnet", **SMALL), penalty=WeightPenalty(l1=0.0, l2=1e-3))
     penalized = {id(weight) for weight in model.penalized_weights()}
     layers = [m for m in model.network.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert penalized == {id(layer.weight) for layer in layers}
     norms = [m for m in model.network.modules() if isinstance(m, nn.BatchNorm2d)]
     assert norms and not penalized & {id(p) for norm in norms for p in norm.parameters()}
     expected = 1e-3 * sum(layer.weight.square().sum() for layer in layers)
-    assert torch.allclose(model.weight_penalty(), expected)
+    assert torch.allclose(model.penalty(model.penalized_weights(), model.device), expected)
 
 
 def test_resnet_trains_draws_its_pictures_and_reloads(synthetic_dir: Path, tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
-"""A run folder has one owner: a folder holding a run in any state (killed, failed, running) or an earlier
-sweep is refused unless overwrite=true, a folder in use by another process is refused even then, and a
-sweep's exit status counts only the jobs it ran."""
+"""A run folder has one owner: a folder holding a run in any state (killed, failed, running) or another
+sweep is refused unless overwrite=true (a sweep launched again into its own folder continues it), a folder
+in use by another process is refused even then, and a sweep's exit status counts only the jobs it ran."""
 
 from __future__ import annotations
 
@@ -70,15 +70,27 @@ def test_a_folder_in_use_is_refused_even_with_overwrite_and_even_to_a_resume(
     assert {name: data for name, data in contents(folder).items() if name != LOCK_FILE} == before
 
 
-def test_an_earlier_sweep_folder_is_refused_and_the_exit_status_counts_only_new_jobs(
+def test_a_sweep_launched_again_skips_finished_jobs_continues_stopped_ones_and_refuses_another_sweep(
     synthetic_dir: Path, tmp_path: Path
 ) -> None:
-    sweep = ["-m", f"hydra.sweep.dir={tmp_path}", "optimizer=sgd,adam"]
-    assert train(synthetic_dir, *sweep).returncode == 0
+    assert train(synthetic_dir, "-m", f"hydra.sweep.dir={tmp_path}", "optimizer=sgd,adam").returncode == 0
+    finished = (tmp_path / "0" / "metrics.json").read_bytes()
+    (tmp_path / "1" / "metrics.json").unlink()  # job 1 killed after its last checkpoint, before its record
+    # the interrupted sweep launched again, grown by a job at the end
+    again = train(synthetic_dir, "-m", f"hydra.sweep.dir={tmp_path}", "optimizer=sgd,adam,adamw")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "sweep: 3 jobs, 1 finished earlier (skipped), 2 to run" in again.stdout + again.stderr
+    assert (tmp_path / "0" / "metrics.json").read_bytes() == finished, "a finished job ran again"
+    assert "Continuing from" in (tmp_path / "1" / "train.log").read_text()
+    for job in ("1", "2"):
+        assert json.loads((tmp_path / job / "metrics.json").read_text())["status"] == "completed"
+    # another sweep in the same folder: refused before anything is written
     before = contents(tmp_path)
-    line = one_line_error(train(synthetic_dir, *sweep))
-    assert "holds an earlier sweep (2 jobs)" in line and "overwrite=true" in line
+    line = one_line_error(train(synthetic_dir, "-m", f"hydra.sweep.dir={tmp_path}", "optimizer=sgd,rmsprop"))
+    assert "holds an earlier sweep whose job 1 ran" in line and "overwrite=true" in line
     assert contents(tmp_path) == before
     # replaced on purpose, with jobs that all fail: the old completed records no longer hide it
-    again = train(synthetic_dir, *sweep, "overwrite=true", "optimizer.lr=-1")
-    assert again.returncode == 1 and "all 2 jobs of the sweep" in again.stderr
+    replaced = train(
+        synthetic_dir, "-m", f"hydra.sweep.dir={tmp_path}", "optimizer=sgd,adam", "overwrite=true", "optimizer.lr=-1"
+    )
+    assert replaced.returncode == 1 and "all 2 jobs of the sweep" in replaced.stderr

@@ -17,9 +17,9 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from emnist_lightning.analysis import report
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.overrides import override_text
-from emnist_lightning.runs import report
 from emnist_lightning.runs.config import compose
 from emnist_lightning.search.space import search_space
 from emnist_lightning.search.study import INTERRUPTED, open_storage, without_password

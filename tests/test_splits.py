@@ -26,7 +26,7 @@ from emnist_lightning.inference.server import make_server
 from emnist_lightning.models import EMNISTClassifier, load_classifier
 from emnist_lightning.runs.config import compose
 from emnist_lightning.runs.context import RunContext
-from emnist_lightning.training.run import evaluate
+from emnist_lightning.training.evaluation import evaluate
 from tests.conftest import (
     BALANCED,
     model_arguments,

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from emnist_lightning.analysis import statistics
+from emnist_lightning.analysis.against_baseline import compare_with_baseline, summaries
+from emnist_lightning.analysis.predictions import HeldOutPredictions
 from emnist_lightning.cli.train import repeats_as_seeds
 from emnist_lightning.errors import ConfigError
-from emnist_lightning.study import statistics
-from emnist_lightning.study.compare import compare_with_baseline, summaries
-from emnist_lightning.study.predictions import HeldOutPredictions
 
 
 def test_mcnemar_exact_on_a_textbook_table() -> None:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from emnist_lightning.runs import report
+from emnist_lightning.analysis import report
 from tests.conftest import run_entry_point
 
 pytestmark = pytest.mark.slow

@@ -16,15 +16,16 @@ from emnist_lightning.errors import ConfigError
 from emnist_lightning.models import EMNISTClassifier, load_classifier
 from emnist_lightning.models.averaging import ExponentialMovingAverage
 from emnist_lightning.models.checkpoints import read_checkpoint
-from emnist_lightning.models.classifier import balanced_class_weights
+from emnist_lightning.models.losses import CrossEntropy, balanced_class_weights
 from emnist_lightning.runs.config import compose
-from emnist_lightning.training.run import read_test_time_shift
+from emnist_lightning.training.evaluation import read_test_time_shift
 from tests.conftest import BALANCED, model_arguments, quick_trainer, synthetic_datamodule
 
 
-def classifier(**overrides) -> EMNISTClassifier:
+def classifier(label_smoothing: float = 0.0, class_balanced: bool = False, **overrides) -> EMNISTClassifier:
     return EMNISTClassifier(
         **model_arguments("mlp", hidden_dims=[64, 64, 64]) | overrides,
+        loss=CrossEntropy(label_smoothing, class_balanced),
         optimizer=functools.partial(torch.optim.Adam, lr=3e-3),
     )
 
@@ -48,7 +49,7 @@ class LossCheck(L.Callback):
     def on_before_backward(self, trainer, pl_module, loss) -> None:
         images, labels = self.batch
         logits = pl_module(images)
-        expected = F.cross_entropy(logits, labels, weight=pl_module.class_weights, label_smoothing=self.smoothing)
+        expected = F.cross_entropy(logits, labels, weight=pl_module.loss.class_weights, label_smoothing=self.smoothing)
         self.pairs.append((loss.item(), expected.item(), F.cross_entropy(logits, labels).item()))
 
 
@@ -69,7 +70,7 @@ def test_training_loss_is_cross_entropy_with_label_smoothing(
 
 def test_label_smoothing_out_of_range_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"loss.label_smoothing=1.0 must be in \[0, 1\)"):
-        classifier(label_smoothing=1.0)
+        CrossEntropy(label_smoothing=1.0, class_balanced=False)
 
 
 def test_balanced_class_weights_undo_class_frequencies() -> None:
@@ -94,8 +95,8 @@ def test_class_balanced_loss_weighs_rare_classes_up(tmp_path: Path, datamodule: 
     L.seed_everything(0)
     check, model = LossCheck(smoothing=0.0), classifier(class_balanced=True)
     quick_trainer(tmp_path, callbacks=[check]).fit(model, datamodule=datamodule)
-    assert torch.allclose(model.class_weights[0::2], 2 * model.class_weights[1])
-    assert torch.allclose(model.class_weights[1::2], model.class_weights[1])
+    assert torch.allclose(model.loss.class_weights[0::2], 2 * model.loss.class_weights[1])
+    assert torch.allclose(model.loss.class_weights[1::2], model.loss.class_weights[1])
     for trained, expected, _ in check.pairs:
         assert trained == pytest.approx(expected, rel=1e-6, abs=1e-6)
     assert all(abs(trained - plain) > 1e-4 for trained, _, plain in check.pairs)

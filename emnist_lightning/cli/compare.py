@@ -1,5 +1,5 @@
 """`emnist-compare <run A> <run B>` (or `python -m emnist_lightning.cli.compare first=A second=B`): two runs
-compared image by image on their test predictions (conf/compare.yaml, runs/compare.py)."""
+compared image by image on their test predictions (conf/compare.yaml, analysis/two_runs.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from emnist_lightning.analysis.two_runs import compare_runs
 from emnist_lightning.errors import ConfigError
-from emnist_lightning.runs.compare import compare_runs
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.task import run_entry_point
 

@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.task import run_entry_point
-from emnist_lightning.training.run import evaluate
+from emnist_lightning.training.evaluation import evaluate
 
 
 def evaluated_accuracy(cfg: DictConfig, context: RunContext) -> float | None:

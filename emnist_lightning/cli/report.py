@@ -1,5 +1,5 @@
 """`emnist-report <sweep dir>` (or `python -m emnist_lightning.cli.report sweep_dir=<dir>`): compare the
-jobs of a sweep in results.csv, results.md and pictures beside them (conf/report.yaml, runs/report.py)."""
+jobs of a sweep in results.csv, results.md and pictures beside them (conf/report.yaml, analysis/report.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from emnist_lightning.analysis.report import SWEEP_DIR_HINT, report
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.overrides import override_value
 from emnist_lightning.runs.context import RunContext
-from emnist_lightning.runs.report import SWEEP_DIR_HINT, report
 from emnist_lightning.runs.task import run_entry_point
 
 

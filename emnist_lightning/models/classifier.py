@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import lightning as L
 import torch
@@ -16,12 +16,24 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from emnist_lightning.data.augment import shifted_views
 from emnist_lightning.errors import CheckpointError, ConfigError
 from emnist_lightning.models.calibration import TEMPERATURE_KEY, mean_of_probabilities, positive_number
-from emnist_lightning.models.distillation import Distillation
+from emnist_lightning.models.losses import Targets, WeightPenalty
 from emnist_lightning.models.metrics import accuracies, accuracy_metrics, calibration_metrics
 from emnist_lightning.models.networks import build_network
 from emnist_lightning.models.optim import LRSchedule
 
 OptimizerFactory = Callable[..., Optimizer]
+
+
+class TrainingLoss(Protocol):
+    """A training loss (models/losses.py, built from conf/loss/): prepared once before fitting, then called
+    on every training batch."""
+
+    def prepare(self, device: torch.device, datamodule: Any) -> None: ...
+
+    def __call__(self, logits: torch.Tensor, targets: Targets, images: torch.Tensor) -> torch.Tensor: ...
+
+
+Mixing = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, Targets]]
 
 
 class EvaluationStepOutput(NamedTuple):
@@ -33,18 +45,10 @@ class EvaluationStepOutput(NamedTuple):
     images: torch.Tensor
 
 
-def balanced_class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Loss weights inversely proportional to each class's share of `labels`, 1 for every class when all
-    are equally common: a rare class then counts as much in the loss as it does in macro accuracy."""
-    counts = torch.bincount(labels, minlength=num_classes).float()
-    if (counts == 0).any():
-        missing = (counts == 0).nonzero().flatten().tolist()
-        raise ConfigError(f"loss.class_balanced=true needs every class in the training split; {missing} have none")
-    return len(labels) / (num_classes * counts)
-
-
 class EMNISTClassifier(L.LightningModule):
-    """Loss, metrics, L1/L2 penalties, optimizer and scheduler around the network called `network`.
+    """Loss, metrics, weight penalty, batch mixing, optimizer and scheduler around the network called
+    `network`. The training-only objects (`loss`, `penalty`, `mixing`, `optimizer`, `scheduler`) come built
+    from their config groups; without a loss the model trains on plain cross-entropy.
 
     The network's name and arguments (`network_args`, the other keys of conf/model/) are saved as
     hyperparameters with the EMNIST split and the class each output stands for, so
@@ -60,34 +64,22 @@ class EMNISTClassifier(L.LightningModule):
         classes: Sequence[str],
         optimizer: OptimizerFactory | None = None,
         scheduler: LRSchedule | None = None,
-        l1: float = 0.0,
-        l2: float = 0.0,
-        label_smoothing: float = 0.0,
-        class_balanced: bool = False,
-        distillation: Distillation | None = None,
+        loss: TrainingLoss | None = None,
+        penalty: WeightPenalty | None = None,
+        mixing: Mixing | None = None,
         compile: bool = False,
         **network_args: Any,
     ) -> None:
         super().__init__()
-        if l1 < 0 or l2 < 0:
-            raise ConfigError(f"regularization.l1={l1} and regularization.l2={l2} must be >= 0")
-        if not 0 <= label_smoothing < 1:
-            raise ConfigError(f"loss.label_smoothing={label_smoothing} must be in [0, 1), e.g. 0.1")
         classes = [str(name) for name in classes]  # a list: saved in the checkpoint and hparams.yaml as it is
-        # The teacher is a training signal, not part of the model: a student loads without it.
-        self.save_hyperparameters(ignore=["optimizer", "scheduler", "distillation"], logger=False)
+        # Only what rebuilds the model: the training objects (a distillation teacher among them) stay out.
+        self.save_hyperparameters(ignore=["optimizer", "scheduler", "loss", "penalty", "mixing"], logger=False)
         self.split, self.classes = split, tuple(classes)
         num_classes = self.num_classes = len(self.classes)
         self.network = build_network(network, num_classes, **network_args)
         self.optimizer_factory = optimizer
         self.schedule = scheduler
-        self.l1, self.l2 = l1, l2
-        self.label_smoothing = label_smoothing
-        self.class_balanced = class_balanced
-        self.distillation = distillation
-        # Per-class loss weights, set from the training labels in setup("fit") when class_balanced; a buffer
-        # moves to the model's device, and it is not saved: it is a function of the data.
-        self.register_buffer("class_weights", None, persistent=False)
+        self.loss, self.penalty, self.mixing = loss, penalty, mixing
         # Test-time augmentation, set by evaluate.py: test on the mean probabilities of shifted views.
         self.test_time_shift = 0
         # Divides the logits for calibrated probabilities; fitted after training (models/calibration.py) and
@@ -110,28 +102,20 @@ class EMNISTClassifier(L.LightningModule):
         """The weights the network's family names for L1 and L2 (networks/registry.py: NetworkParts)."""
         return self.network.penalized_weights()
 
-    def weight_penalty(self) -> torch.Tensor:
-        """l1 * sum|w| + l2 * sum w^2 over `penalized_weights`."""
-        penalty = torch.zeros((), device=self.device)
-        for weight in self.penalized_weights():
-            if self.l1:
-                penalty = penalty + self.l1 * weight.abs().sum()
-            if self.l2:
-                penalty = penalty + self.l2 * weight.square().sum()
-        return penalty
-
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
+        images, targets = self.mixing(images, labels) if self.mixing is not None else (images, Targets(labels))
         logits = self(images)
-        data_loss = F.cross_entropy(logits, labels, weight=self.class_weights, label_smoothing=self.label_smoothing)
-        if self.distillation is not None:
-            data_loss = self.distillation.loss(data_loss, logits, images)
-        penalty = self.weight_penalty() if self.l1 or self.l2 else None
+        if self.loss is None:
+            data_loss = targets.mean_over(lambda given: F.cross_entropy(logits, given))
+        else:
+            data_loss = self.loss(logits, targets, images)
+        penalty = self.penalty(self.penalized_weights(), self.device) if self.penalty and self.penalty.active else None
         loss = data_loss if penalty is None else data_loss + penalty
         # Metrics accumulate on the device and are logged once per epoch: self.log on every step
         # costs more than the rest of an MLP step's bookkeeping together.
         self.train_loss.update(loss.detach())
-        self.train_confusion.update(logits.detach(), labels)
+        self.train_confusion.update(logits.detach(), targets.dominant())
         if self.is_logging_step():
             step_values = {"train/loss_step": loss}
             if penalty is not None:
@@ -203,14 +187,10 @@ class EMNISTClassifier(L.LightningModule):
                 f"EMNIST {data.split.name} ({data.num_classes} classes, not the same); test it on "
                 f"{self.split} files: data={self.split}"
             )
-        if stage == "fit" and self.class_balanced:
-            labels = self.trainer.datamodule.train_set.labels
-            self.class_weights = balanced_class_weights(labels, self.num_classes).to(self.device)
 
     def on_fit_start(self) -> None:
-        if self.distillation is not None:  # here the model is on its device and the data's statistics known
-            data = self.trainer.datamodule
-            self.distillation.prepare(self.device, float(data.mean), float(data.std))
+        if self.loss is not None:  # here the model is on its device and the data's statistics are known
+            self.loss.prepare(self.device, self.trainer.datamodule)
 
     def configure_optimizers(self) -> Optimizer | dict[str, Any]:
         if self.optimizer_factory is None:

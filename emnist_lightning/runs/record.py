@@ -45,7 +45,7 @@ class RunRecord:
     test_loss_calibrated: float | None = None
     test_ece_calibrated: float | None = None  # the calibration error of what people are shown
     test_acc_ci: list[float] | None = None  # 95% intervals: Wilson for accuracy, a bootstrap over test images
-    test_macro_acc_ci: list[float] | None = None  # for macro accuracy (study/statistics.py)
+    test_macro_acc_ci: list[float] | None = None  # for macro accuracy (analysis/statistics.py)
     epochs: int | None = None
     fit_seconds: float | None = None
     params: int | None = None

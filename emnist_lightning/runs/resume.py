@@ -11,23 +11,32 @@ what was trained so far may be given again. Hydra writes no new `.hydra/` files.
 `checkpoints/last.ckpt` with its epoch, optimizer, scheduler, metric and random states, and logs into the
 same TensorBoard folder, whose events after the checkpoint's step are replaced.
 
-A SLURM job that the cluster requeues (after preemption or its time limit) continues the same way, by itself.
+A SLURM job that the cluster requeues (after preemption or its time limit) continues the same way, by itself,
+and so does a job of a sweep launched again into its folder (`python train.py -m ... hydra.sweep.dir=<same>`):
+its jobs that finished are skipped, a stopped one continues from its last.ckpt, the others run.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.models.checkpoints import read_checkpoint
 from emnist_lightning.overrides import override_text, override_value, parse_overrides
 from emnist_lightning.runs.config import compose, is_multirun
+from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.ownership import check_not_in_use
+from emnist_lightning.runs.record import RunRecord
+
+log = logging.getLogger(__name__)
 
 # Keys a resumed run may set: where the data is, how the process runs, and a longer run.
 RESUMABLE_KEYS = ("trainer.max_epochs", "data.data_dir", "data.download", "num_threads")
@@ -202,11 +211,109 @@ def requeued() -> bool:
     return int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
 
 
-def requeued_checkpoint(run_dir: Path) -> Path | None:
-    """For a requeued job: the last.ckpt its earlier attempt left in its folder, to continue from. None
-    otherwise, and None when Lightning's own SLURM requeue (on SIGUSR1) saved an hpc_ckpt_N.ckpt there,
-    which Lightning loads itself."""
-    if not requeued() or any(run_dir.glob("hpc_ckpt_*.ckpt")):
+def earlier_attempt_checkpoint(run_dir: Path, sweep_continued: bool) -> Path | None:
+    """For a requeued job, or a job of a sweep launched again into its folder: the last.ckpt its earlier
+    attempt left there, to continue from. None otherwise, and None when Lightning's own SLURM requeue (on
+    SIGUSR1) saved an hpc_ckpt_N.ckpt there, which Lightning loads itself."""
+    if not (requeued() or sweep_continued) or any(run_dir.glob("hpc_ckpt_*.ckpt")):
         return None
     last = run_dir / LAST_CHECKPOINT
     return last if last.is_file() else None
+
+
+def continued_from(cfg: DictConfig, context: RunContext) -> Path | None:
+    """The checkpoint a training run continues from: a stopped run's own (resume=<dir>), the earlier
+    attempt of a requeued SLURM job or of a sweep's job launched again, or none for a new run."""
+    if cfg.get("resume"):  # composed again from the project's configs and the run's checked overrides
+        resume_from = Path(cfg.resume) / LAST_CHECKPOINT
+    else:
+        sweep_continued = context.multirun and not cfg.get("overwrite")
+        resume_from = earlier_attempt_checkpoint(context.output_dir, sweep_continued)
+    if resume_from is not None:
+        log.info("Continuing from %s", resume_from)
+        continue_tensorboard_after(cfg, checkpoint_step(resume_from))
+    return resume_from
+
+
+def continue_tensorboard_after(cfg: DictConfig, step: int) -> None:
+    """Make the run's TensorBoard logs drop what the stopped run logged after its checkpoint, so every
+    curve continues as one series."""
+    for node in (cfg.get("logger") or {}).values():
+        if node is not None and str(node.get("_target_", "")).endswith("TensorBoardLogger"):
+            with open_dict(node):  # the live config of a requeued job is read-only in structure
+                node.purge_step = step  # the first step after the checkpoint is logged at its global_step
+
+
+# --- A sweep run again into its own folder (after an interruption, or grown by more jobs) ----------------
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """What a basic sweep's folder already holds of the jobs this command line asks for."""
+
+    planned: int
+    finished: int
+    seconds_per_job: float | None  # measured on the finished jobs, else the sweep's own figure
+    measured_here: bool
+
+    def summary(self) -> str:
+        remaining = self.planned - self.finished
+        done = f"{self.finished} finished earlier (skipped), " if self.finished else ""
+        if self.seconds_per_job is None:
+            cost = "no cost estimate (no job has finished yet, and the sweep states no study.seconds_per_job)"
+        else:
+            source = "measured on the finished jobs" if self.measured_here else "the sweep's study.seconds_per_job"
+            minutes = remaining * self.seconds_per_job / 60
+            cost = f"about {minutes:.0f} min at {self.seconds_per_job:.0f} s a job ({source})"
+        return f"sweep: {self.planned} jobs, {done}{remaining} to run: {cost}"
+
+
+def planned_jobs(config: DictConfig) -> list[list[str]]:
+    """The overrides of every job of a basic sweep, in launch order, as Hydra's BasicSweeper expands them."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # the expansion Hydra itself runs
+
+    params = [f"{key}={value}" for key, value in (config.hydra.sweeper.get("params") or {}).items()]
+    parsed = parse_overrides([*params, *config.hydra.overrides.task])
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def job_identity(overrides: list[str]) -> list[str]:
+    """What makes two jobs the same job: their overrides, but not Hydra's (where and how the sweep
+    runs) or overwrite."""
+    return sorted(line for line in overrides if not line.startswith(("hydra.", "hydra/", "overwrite=")))
+
+
+def sweep_progress(config: DictConfig, check_earlier: bool) -> SweepProgress:
+    """With `check_earlier`, check that the jobs already in the sweep folder are this sweep's, job by job
+    (so a rerun after an interruption, or one that adds jobs at the end, continues it) and count those that
+    finished; without (overwrite=true), every job runs again."""
+    folder = Path(config.hydra.sweep.dir)
+    jobs = planned_jobs(config)
+    finished = []
+    earlier_jobs = folder.glob("*/.hydra/overrides.yaml") if check_earlier else []
+    for job_dir in sorted(path.parent.parent for path in earlier_jobs):
+        earlier = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
+        number = int(job_dir.name) if job_dir.name.isdigit() else -1
+        if not 0 <= number < len(jobs) or job_identity(earlier) != job_identity(jobs[number]):
+            ran = " ".join(job_identity(earlier)) or "no overrides"
+            raise ConfigError(
+                f"hydra.sweep.dir={folder} holds an earlier sweep whose job {job_dir.name} ran {ran}, not a job of "
+                "this one; choose another folder, or add overwrite=true to replace its jobs"
+            )
+        record = RunRecord.read(job_dir)
+        if record is not None and record.status == "completed":
+            finished.append(record)
+    durations = [
+        record.finished_at - record.started_at for record in finished if record.finished_at and record.started_at
+    ]
+    stated = (config.get("study") or {}).get("seconds_per_job")
+    seconds = statistics.median(durations) if durations else stated
+    return SweepProgress(len(jobs), len(finished), seconds, bool(durations))
+
+
+def finished_earlier(context: RunContext) -> RunRecord | None:
+    """A sweep job's own completed record, left by an earlier launch of the same sweep: the job is skipped."""
+    record = RunRecord.read(context.output_dir)
+    if record is None or record.status != "completed":
+        return None
+    return record if job_identity(record.overrides) == job_identity(context.overrides) else None

@@ -24,7 +24,7 @@ from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.host import configure_host, freeze_long_lived_objects
 from emnist_lightning.runs.ownership import check_not_in_use, is_main_process, run_folder_lock
 from emnist_lightning.runs.record import METRICS_FILE, TRAINED_STATUSES, RunRecord
-from emnist_lightning.runs.resume import LAST_CHECKPOINT, requeued
+from emnist_lightning.runs.resume import LAST_CHECKPOINT, finished_earlier, requeued, sweep_progress
 from emnist_lightning.runs.signals import INTERRUPT_EXIT_CODES
 
 log = logging.getLogger(__name__)
@@ -65,10 +65,10 @@ def check_output_location(arguments: list[str]) -> None:
     if explicit and not requeued() and is_main_process():
         folder = Path(explicit).expanduser()
         check_not_in_use(folder, f"{key}={folder}")
-        # a search (a sweeper of its own) continues its study in its folder, each trial in a new one
-        search = override_value(arguments, "hparams_search") or override_value(arguments, "hydra/sweeper")
-        if not overwrite and not (multirun and search):
-            refuse_earlier_runs(folder, key, multirun)
+        # A sweep into its own earlier folder continues it (checked job by job once the jobs are known:
+        # SweepOutcome); a search (a sweeper of its own) continues its study there, each trial in a new folder.
+        if not overwrite and not multirun:
+            refuse_earlier_run(folder, key)
     target = Path(str(explicit or override_value(arguments, "paths.log_dir") or "outputs")).expanduser().absolute()
     existing = next(folder for folder in (target, *target.parents) if folder.exists())
     if not existing.is_dir():
@@ -92,15 +92,7 @@ def run_state(folder: Path) -> str | None:
     return None
 
 
-def refuse_earlier_runs(folder: Path, key: str, multirun: bool) -> None:
-    if multirun:
-        jobs = sorted(path.parent.parent.name for path in folder.glob("*/.hydra/config.yaml"))
-        if jobs or (folder / "multirun.yaml").is_file():
-            raise ConfigError(
-                f"{key}={folder} holds an earlier sweep ({len(jobs)} jobs); choose another folder, or add "
-                "overwrite=true to replace its jobs"
-            )
-        return
+def refuse_earlier_run(folder: Path, key: str) -> None:
     state = run_state(folder)
     if state is None:
         return
@@ -132,6 +124,10 @@ def run_task(task: Task, cfg: DictConfig) -> float | None:
     configure_host(cfg)
     # a folder another process writes into is refused before anything, a record included, is written
     with user_errors_end_the_process(), run_folder_lock(context.output_dir):
+        earlier = finished_earlier(context) if context.multirun and not cfg.get("overwrite") else None
+        if earlier is not None:
+            log.info("this job finished in an earlier launch of the sweep: skipped (%s)", earlier.summary())
+            return earlier.val_acc
         return run_recorded(task, cfg, context)
 
 
@@ -178,14 +174,20 @@ def record_interruption(context: RunContext, signal_name: str) -> None:
 
 class SweepOutcome(Callback):
     """Around a multirun, in the launching process. Before it: create the sweep dir, where the Optuna
-    sweeper opens its SQLite study before any job has made the folder. After it: exit with status 1 when no
-    job it ran completed (or was pruned by a search), so that scripts and CI notice a sweep that produced
-    nothing; the records of an earlier sweep in the same folder (a search continued) do not count."""
+    sweeper opens its SQLite study before any job has made the folder; for a basic sweep, check that the
+    jobs already in the folder are this sweep's (an interrupted sweep launched again continues) and print
+    its jobs and cost. After it: exit with status 1 when no job it ran completed (or was pruned by a
+    search), so that scripts and CI notice a sweep that produced nothing; the records of an earlier launch
+    in the same folder do not count."""
 
     started_at = 0.0
 
     def on_multirun_start(self, config: DictConfig, **kwargs: object) -> None:
         self.started_at = time.time()
+        if str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+            with user_errors_end_the_process():
+                progress = sweep_progress(config, check_earlier=not config.get("overwrite"))
+            log.info(progress.summary())
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:

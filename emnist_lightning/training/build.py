@@ -22,7 +22,6 @@ from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.inference.models import load_pixel_model
 from emnist_lightning.models import EMNISTClassifier
-from emnist_lightning.models.distillation import Distillation
 from emnist_lightning.models.pretrained import resolve_models
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.host import resolved_precision
@@ -57,30 +56,30 @@ def build_model(cfg: DictConfig, datamodule: EMNISTDataModule) -> EMNISTClassifi
         classes=datamodule.classes,
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-        l1=cfg.regularization.l1,
-        l2=cfg.regularization.l2,
-        label_smoothing=cfg.loss.label_smoothing,
-        class_balanced=cfg.loss.class_balanced,
-        distillation=build_distillation(cfg.loss.get("distillation"), datamodule, cfg.pretrained_dir),
+        loss=build_loss(cfg, datamodule),
+        penalty=instantiate(cfg.regularization),
+        mixing=instantiate(cfg.mixing) if cfg.get("mixing") else None,
     )
 
 
-def build_distillation(
-    settings: DictConfig | None, datamodule: EMNISTDataModule, pretrained_dir: str
-) -> Distillation | None:
-    """The teacher (a checkpoint, several: their ensemble, or a published model such as pretrained:balanced)
-    and the loss's settings (conf/loss/distilled.yaml)."""
-    if settings is None:
-        return None
-    if not settings.get("teacher"):
-        raise ConfigError("loss=distilled needs loss.distillation.teacher= a checkpoint (or [a.ckpt,b.ckpt])")
-    teacher = load_pixel_model(resolve_models(settings.teacher, pretrained_dir))
+def build_loss(cfg: DictConfig, datamodule: EMNISTDataModule) -> Any:
+    """The training loss of conf/loss/; a loss that takes a teacher (loss=distilled) gets it loaded."""
+    if "teacher" not in cfg.loss:
+        return instantiate(cfg.loss)
+    return instantiate(cfg.loss, teacher=load_teacher(cfg.loss.teacher, datamodule, cfg.pretrained_dir))
+
+
+def load_teacher(spec: Any, datamodule: EMNISTDataModule, pretrained_dir: str) -> Any:
+    """A checkpoint, several (their ensemble teaches), or a published model such as pretrained:balanced."""
+    if not spec:
+        raise ConfigError("loss=distilled needs loss.teacher= a checkpoint (or [a.ckpt,b.ckpt])")
+    teacher = load_pixel_model(resolve_models(spec, pretrained_dir))
     if tuple(teacher.classes) != tuple(datamodule.classes):
         raise ConfigError(
             f"the teacher names {len(teacher.classes)} classes of EMNIST {teacher.split}, the data "
             f"{datamodule.num_classes} of {datamodule.split.name}: distil from a teacher of the same split"
         )
-    return Distillation(teacher, temperature=settings.temperature, weight=settings.weight)
+    return teacher
 
 
 def build_entries(group: DictConfig | None) -> list:

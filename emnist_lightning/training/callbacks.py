@@ -20,9 +20,9 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torchmetrics.utilities.distributed import gather_all_tensors
 
+from emnist_lightning.analysis.predictions import HeldOutPredictions
 from emnist_lightning.models.calibration import fit_temperature, nll
 from emnist_lightning.runs.signals import StopRequests
-from emnist_lightning.study.predictions import HeldOutPredictions
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,12 @@ class PredictionsKeeper(L.Callback):
         self.output_dir, self.seed = Path(output_dir), seed
         self.labels: list[torch.Tensor] = []
         self.predictions: list[torch.Tensor] = []
-        self.probabilities: list[torch.Tensor] = []  # calibrated, kept for an ensemble's members only
-        self.keep_probabilities = False
+        self.logits: list[torch.Tensor] = []  # calibrated, kept for an ensemble's members only
+        self.keep_logits = False
         self.intervals: dict[str, list[float]] = {}
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.labels, self.predictions, self.probabilities = [], [], []
+        self.labels, self.predictions, self.logits = [], [], []
 
     def on_test_batch_end(
         self,
@@ -78,8 +78,8 @@ class PredictionsKeeper(L.Callback):
     ) -> None:
         self.labels.append(outputs.labels.cpu())
         self.predictions.append(outputs.logits.argmax(dim=1).cpu())
-        if self.keep_probabilities:
-            self.probabilities.append(outputs.logits.float().softmax(dim=1).cpu())
+        if self.keep_logits:
+            self.logits.append(outputs.logits.float().cpu())
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.labels:

@@ -193,3 +193,9 @@ class ParameterHistograms(L.Callback):
         for logger in tensorboard_loggers(trainer):
             for name, parameter in pl_module.network.named_parameters():
                 logger.experiment.add_histogram(f"weights/{name}", parameter, trainer.current_epoch)
+
+
+def figure_seconds(callbacks: list[L.Callback]) -> dict[str, dict[str, float]]:
+    """{'pictures': seconds drawing each figure, by file}, for the record."""
+    drawn = [callback.figure_seconds for callback in callbacks if isinstance(callback, FigureCallback)]
+    return {"pictures": {name: seconds for each in drawn for name, seconds in each.items()}}

@@ -3,7 +3,7 @@
 Reads every job's metrics.json and .hydra/overrides.yaml under the sweep dir (jobs still running
 are counted, not shown) and writes results.csv, results.md and PNG plots next to them. Jobs that differ
 only in their seed are repeats of one configuration: configurations.csv summarises each (n, mean, sd,
-interval) and compares it with the baseline (study/compare.py), forest.png draws the comparison, and the
+interval) and compares it with the baseline (analysis/against_baseline.py), forest.png draws the comparison, and the
 report warns when the runs differ in code, library versions or data (runs/provenance.py).
 """
 
@@ -20,13 +20,13 @@ from hydra.core.override_parser.types import Override
 from rich.console import Console
 from rich.table import Table
 
+from emnist_lightning.analysis.against_baseline import SUMMARIZED, compare_with_baseline, summaries
 from emnist_lightning.atomic import write_atomically
 from emnist_lightning.errors import ConfigError, UserError
 from emnist_lightning.overrides import parse_overrides
 from emnist_lightning.pictures import plots
 from emnist_lightning.runs.provenance import differences
 from emnist_lightning.runs.record import TRAINED_STATUSES, RunRecord
-from emnist_lightning.study.compare import SUMMARIZED, compare_with_baseline, summaries
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from emnist_lightning.analysis.statistics import Interval, macro_accuracy, macro_accuracy_interval, wilson_interval
 from emnist_lightning.atomic import replaced_atomically
 from emnist_lightning.errors import DataError
-from emnist_lightning.study.statistics import Interval, macro_accuracy, macro_accuracy_interval, wilson_interval
 
 PREDICTIONS_FILE = "test_predictions.npz"
 

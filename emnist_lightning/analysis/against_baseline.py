@@ -13,9 +13,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from emnist_lightning.analysis.predictions import PREDICTIONS_FILE, HeldOutPredictions
+from emnist_lightning.analysis.statistics import Comparison, holm, mcnemar_exact, paired_t, summarize, verdict
 from emnist_lightning.errors import DataError
-from emnist_lightning.study.predictions import PREDICTIONS_FILE, HeldOutPredictions
-from emnist_lightning.study.statistics import Comparison, holm, mcnemar_exact, paired_t, summarize, verdict
 
 SUMMARIZED = ("val_acc", "val_macro_acc", "test_acc", "test_macro_acc")
 COMPARED = "test_acc"

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from emnist_lightning.analysis.predictions import HeldOutPredictions
+from emnist_lightning.analysis.statistics import mcnemar_exact, verdict
 from emnist_lightning.atomic import write_atomically
 from emnist_lightning.data import emnist_split
 from emnist_lightning.data.files import load_split
@@ -17,8 +19,6 @@ from emnist_lightning.errors import ConfigError, DataError
 from emnist_lightning.pictures import plots
 from emnist_lightning.runs.provenance import differences
 from emnist_lightning.runs.record import RunRecord
-from emnist_lightning.study.predictions import HeldOutPredictions
-from emnist_lightning.study.statistics import mcnemar_exact, verdict
 
 EXAMPLES = 16  # images drawn per direction
 
