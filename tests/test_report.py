@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -70,3 +71,22 @@ def test_a_broken_metrics_file_is_a_broken_job_not_a_crash(tmp_path: Path, conte
     assert table.loc["1", "status"] == "broken" and "unreadable" in table.loc["1", "error"]
     assert table.loc["0", "status"] == "completed"
     assert sorted(path.name for path in (tmp_path / "0").iterdir()) == [".hydra", "metrics.json"]  # no temporary file
+
+
+def test_a_budget_sweep_compares_each_technique_with_the_baseline_at_its_own_budget(tmp_path: Path) -> None:
+    # the technique costs 1 point at 3 epochs and gains 1 at 10; the baseline gains 2 points with the budget
+    job = 0
+    for epochs, effect in ((3, -0.01), (10, 0.01)):
+        for technique in ("baseline", "ema"):
+            for seed, noise in enumerate((0.0, 0.002, -0.001, 0.001, -0.002), start=1):
+                accuracy = 0.80 + (0.02 if epochs == 10 else 0) + (effect if technique == "ema" else 0) + noise
+                overrides = [f"trainer.max_epochs={epochs}", f"technique={technique}", f"seed={seed}"]
+                fake_job(tmp_path / str(job), overrides, accuracy + (seed % 2) * 1e-4 * (technique == "ema"))
+                job += 1
+    report.report(tmp_path, quiet=True, budget_key="trainer.max_epochs")
+    compared = pd.read_csv(tmp_path / "budgets.csv").set_index("trainer.max_epochs")
+    assert compared.loc[3, "difference"] == pytest.approx(-0.01, abs=1e-3) and compared.loc[3, "verdict"] == "hurts"
+    assert compared.loc[10, "difference"] == pytest.approx(0.01, abs=1e-3) and compared.loc[10, "verdict"] == "helps"
+    assert (tmp_path / "budgets.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ConfigError, match="budget_key=data.split is not a key the sweep varies"):
+        report.report(tmp_path, quiet=True, budget_key="data.split")

@@ -20,7 +20,13 @@ from hydra.core.override_parser.types import Override
 from rich.console import Console
 from rich.table import Table
 
-from emnist_lightning.analysis.against_baseline import SUMMARIZED, compare_with_baseline, summaries
+from emnist_lightning.analysis.against_baseline import (
+    COMPARISON_COLUMNS,
+    SUMMARIZED,
+    compare_with_baseline,
+    summaries,
+)
+from emnist_lightning.analysis.statistics import holm, verdict
 from emnist_lightning.atomic import write_atomically
 from emnist_lightning.errors import ConfigError, UserError
 from emnist_lightning.overrides import parse_overrides
@@ -236,17 +242,22 @@ def study_table(summary: pd.DataFrame, compared: pd.DataFrame, baseline: str) ->
     return pd.DataFrame(rows)
 
 
+def completed_configurations(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The completed jobs in the sweep's order, each named by its configuration (`keys`' values)."""
+    done = frame[frame["status"] == "completed"].copy()
+    done = done.sort_values("job_dir", key=lambda paths: paths.map(job_sort_key))
+    done["configuration"] = done.apply(configuration_name, axis=1, keys=keys)
+    if "seed" not in done.columns:
+        done["seed"] = None
+    return done
+
+
 def study(
     frame: pd.DataFrame, varied: list[str], sweep_dir: Path, baseline: str | None
 ) -> tuple[pd.DataFrame, str, list[str]]:
     """The configurations of the completed jobs compared with `baseline` (default: the sweep's first); writes
     configurations.csv and forest.png. Returns the table to show, the baseline's name and the files written."""
-    done = frame[frame["status"] == "completed"].copy()
-    done = done.sort_values("job_dir", key=lambda paths: paths.map(job_sort_key))  # the sweep's order
-    keys = [key for key in varied if key not in ("seed", "trial")]
-    done["configuration"] = done.apply(configuration_name, axis=1, keys=keys)
-    if "seed" not in done.columns:
-        done["seed"] = None
+    done = completed_configurations(frame, [key for key in varied if key not in ("seed", "trial")])
     baseline = str(baseline) if baseline is not None else str(done["configuration"].iloc[0])
     try:
         compared = compare_with_baseline(done, baseline)
@@ -261,15 +272,50 @@ def study(
     return table, baseline, written
 
 
+def budget_study(
+    frame: pd.DataFrame, varied: list[str], sweep_dir: Path, budget_key: str, baseline: str | None
+) -> tuple[pd.DataFrame, str, list[str]]:
+    """Every configuration against the baseline at the same value of `budget_key` (e.g. trainer.max_epochs),
+    paired over seeds, Holm-corrected over all budgets together; writes budgets.csv and budgets.png."""
+    if budget_key not in varied:
+        raise ConfigError(f"budget_key={budget_key} is not a key the sweep varies ({', '.join(varied)})")
+    done = completed_configurations(frame, [key for key in varied if key not in ("seed", "trial", budget_key)])
+    baseline = str(baseline) if baseline is not None else str(done["configuration"].iloc[0])
+    parts = []
+    for budget, jobs in done.groupby(budget_key, sort=True):
+        try:
+            parts.append(compare_with_baseline(jobs, baseline).assign(budget=budget))
+        except ValueError as err:
+            raise ConfigError(f"{err} at {budget_key}={budget}; name one with baseline=") from err
+    compared = holm_over_all(pd.concat(parts, ignore_index=True))
+    table = compared[["budget", *COMPARISON_COLUMNS]].rename(columns={"budget": budget_key})
+    write_atomically(sweep_dir / "budgets.csv", table.to_csv(index=False))
+    plots.save_figure(plots.budget_figure(compared, baseline, budget_key), sweep_dir / "budgets.png")
+    return table, baseline, ["budgets.csv", "budgets.png"]
+
+
+def holm_over_all(compared: pd.DataFrame) -> pd.DataFrame:
+    """The comparisons' p-values corrected together by Holm's method, and their verdicts."""
+    tested = compared["p_value"].notna()
+    compared.loc[tested, "p_holm"] = holm(compared.loc[tested, "p_value"].tolist())
+    compared.loc[tested, "verdict"] = [
+        verdict(difference, p_value)
+        for difference, p_value in zip(compared.loc[tested, "difference"], compared.loc[tested, "p_holm"], strict=True)
+    ]
+    return compared
+
+
 def provenance_warnings(frame: pd.DataFrame) -> list[str]:
     records = {row["job"]: row["provenance"] for _, row in frame.iterrows() if row["status"] == "completed"}
     recorded = {job: values for job, values in records.items() if values}
     return differences(recorded) if len(recorded) > 1 else []
 
 
-def report(sweep_dir: Path, quiet: bool = False, baseline: str | None = None) -> pd.DataFrame:
+def report(
+    sweep_dir: Path, quiet: bool = False, baseline: str | None = None, budget_key: str | None = None
+) -> pd.DataFrame:
     """Write results.csv, results.md and plots into `sweep_dir`, and, with two or more configurations, the
-    comparison of configurations; return the table of jobs."""
+    comparison of configurations (at each value of `budget_key` when given); return the table of jobs."""
     frame, varied, running = collect(sweep_dir)
     if frame.empty:
         raise ConfigError(f"no finished jobs under '{sweep_dir}' ({running} running); {SWEEP_DIR_HINT}")
@@ -280,12 +326,19 @@ def report(sweep_dir: Path, quiet: bool = False, baseline: str | None = None) ->
     warnings = provenance_warnings(frame)
     completed = frame[frame["status"] == "completed"]
     comparable = "trial" not in varied and len(completed) > 1
-    configurations = study(frame, varied, sweep_dir, baseline) if comparable else None
+    configurations = study(frame, varied, sweep_dir, baseline) if comparable and not budget_key else None
     if configurations is not None:
         text += (
             f"\n## Configurations against the baseline ({configurations[1]})\n\nPercent; mean ± sd over seeds "
             "[95% interval]. Δ: paired t over seeds, or McNemar's exact test for single runs; p-values corrected "
             f"by Holm's method.\n\n{markdown_table(configurations[0])}"
+        )
+    if budget_key and comparable:
+        configurations = budget_study(frame, varied, sweep_dir, budget_key, baseline)
+        text += (
+            f"\n## Against the baseline ({configurations[1]}) at each {budget_key}\n\nDifferences in test accuracy "
+            "(fractions); paired t over seeds; p-values corrected together by Holm's method."
+            f"\n\n{markdown_table(configurations[0])}"
         )
     if warnings:
         text += "\n" + "".join(f"**Warning:** {line}\n" for line in warnings)

@@ -15,7 +15,7 @@ from emnist_lightning.runs.task import run_entry_point
 
 
 def report_sweep(cfg: DictConfig, context: RunContext) -> None:
-    report(Path(cfg.sweep_dir), quiet=bool(cfg.quiet), baseline=cfg.get("baseline"))
+    report(Path(cfg.sweep_dir), quiet=bool(cfg.quiet), baseline=cfg.get("baseline"), budget_key=cfg.get("budget_key"))
 
 
 def sweep_dir_arguments(arguments: list[str]) -> list[str]:

@@ -394,6 +394,31 @@ def forest_figure(comparisons: pd.DataFrame, baseline: str, metric: str = "test 
     return fig
 
 
+def budget_figure(comparisons: pd.DataFrame, baseline: str, budget_key: str) -> Figure:
+    """Each configuration's difference from the baseline (points of accuracy, 95% interval) against the
+    budget it was trained at, one line per configuration; filled markers: distinguishable after Holm."""
+    rows = comparisons.dropna(subset=["difference"])
+    budgets = sorted(rows["budget"].unique())
+    fig, ax = subplots(figsize=(8, 5), layout="constrained")
+    names = list(dict.fromkeys(rows["configuration"]))
+    for index, (name, color) in enumerate(zip(names, sns.color_palette("husl", len(names)), strict=True)):
+        mine = rows[rows["configuration"] == name].sort_values("budget")
+        x = [budgets.index(budget) + 0.08 * (index - (len(names) - 1) / 2) for budget in mine["budget"]]
+        centre, low, high = (100 * mine[column].to_numpy() for column in ("difference", "low", "high"))
+        ax.errorbar(x, centre, yerr=[centre - low, high - centre], color=color, capsize=3, label=str(name))
+        for xi, yi, verdict_text in zip(x, centre, mine["verdict"], strict=True):
+            filled = verdict_text != "not distinguishable"
+            ax.plot(xi, yi, "o", color=color, markerfacecolor=color if filled else "white", markersize=7)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(budgets)), [str(budget) for budget in budgets])
+    ax.set_xlabel(budget_key)
+    ax.set_ylabel(f"difference in test accuracy from {baseline} (points; 95%)")
+    ax.set_title("The verdict depends on the budget (filled: distinguishable after Holm)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
 def per_class_difference_figure(difference: pd.Series, first: str, second: str) -> Figure:
     """Per-class test accuracy of `second` minus `first` (points), one bar per class."""
     fig, ax = subplots(figsize=(max(8, 0.28 * len(difference) + 2), 4.5), layout="constrained")
