@@ -10,7 +10,8 @@ apply to all). Repeats are interleaved (limit, naive, ours, limit,
 ...) with a rotating order so that machine noise hits them alike. The table gives each variant's
 median; a ratio is the median over repeats of the two variants' ratio within the repeat:
 
-  limit  a bare PyTorch loop over resident, pre-normalised tensors: no Lightning, no DataLoader
+  limit  a bare PyTorch loop over resident, pre-normalised tensors: no Lightning, no DataLoader, in the
+         precision ours resolves to (bf16 autocast where `auto` picks bf16)
   naive  the tutorial pipeline: per-sample PIL images through ToTensor/Normalize, default
          collate, DataLoader(num_workers=2), inside Lightning
   ours   train.py's path: EMNISTDataModule and our LightningModule, logging and progress bar on
@@ -39,6 +40,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext, suppress
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -52,7 +54,7 @@ from torchvision import transforms
 from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.runs.config import compose as compose_config
 from emnist_lightning.runs.context import RunContext
-from emnist_lightning.runs.host import configure_host
+from emnist_lightning.runs.host import configure_host, resolved_precision
 from emnist_lightning.runs.record import RunRecord, peak_rss_mb
 from emnist_lightning.training.build import build_datamodule, build_model, build_trainer, build_training_callbacks
 from emnist_lightning.training.callbacks import Stopwatch
@@ -170,7 +172,7 @@ def run_limit(cfg: DictConfig, datamodule: EMNISTDataModule, measurement: Measur
     images = datamodule.normalize(datamodule.train_set.images).to(device)
     labels = datamodule.train_set.labels.to(device)
     batches = limit_batches(len(labels), cfg.data.batch_size, measurement.total_steps, device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    autocast = same_precision_as_ours(cfg, device)
     for index in batches:
         with autocast:
             loss = F.cross_entropy(network(images[index]), labels[index])
@@ -178,6 +180,13 @@ def run_limit(cfg: DictConfig, datamodule: EMNISTDataModule, measurement: Measur
         loss.backward()
         optimizer.step()
         measurement.step_finished()  # syncs the device only where timing starts and stops
+
+
+def same_precision_as_ours(cfg: DictConfig, device: torch.device) -> Any:
+    """The bare loop computes in the precision `trainer.precision` resolves to for ours (bf16 autocast on a
+    GPU or a CPU with native bf16, else float32), so that ours/limit compares like with like everywhere."""
+    precision = resolved_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    return torch.autocast(device.type, dtype=torch.bfloat16) if "bf16" in str(precision) else nullcontext()
 
 
 def limit_batches(size: int, batch_size: int, steps: int, device: torch.device) -> list[torch.Tensor]:
@@ -279,7 +288,10 @@ def measure_epoch(family: str, args: argparse.Namespace, workdir: Path) -> dict[
 
 
 def print_report(report: dict) -> None:
-    print(f"\n## Throughput ({report['device']}, batch {report['batch_size']}, {report['threads']} threads)\n")
+    print(
+        f"\n## Throughput ({report['device']}, {report['precision']} in every variant, batch "
+        f"{report['batch_size']}, {report['threads']} threads)\n"
+    )
     print("| model | variant | images/s | ms/step | page faults/step | peak RSS MB | peak device MB |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for family, variants in report["throughput"].items():
@@ -328,6 +340,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="emnist-bench-") as tmp:
         workdir = Path(tmp)
+        settings = compose(args.models[0], args, workdir).trainer
+        precision = str(resolved_precision(settings.precision, settings.accelerator))
         samples = {family: measure_throughput(family, args, workdir) for family in args.models}
         epochs = {} if args.no_epoch else {family: measure_epoch(family, args, workdir) for family in args.models}
     report = {
@@ -336,6 +350,7 @@ def main(argv: list[str] | None = None) -> dict:
         else f"cpu ({platform.processor() or 'x86_64'})",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "precision": precision,  # every variant's, the bare loop's included
         "batch_size": args.batch_size,
         "augment": args.augment,
         "warmup": args.warmup,

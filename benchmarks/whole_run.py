@@ -12,7 +12,7 @@ sweep   `python train.py -m optimizer=sgd,adam regularization=none,l2 trainer.ma
 The order of the runs rotates from repeat to repeat so that machine noise hits them alike; a ratio is the
 median of the ratios within each repeat. Nothing else may run meanwhile: on 2 cores a second torch process
 slows both many times over. The breakdown is where the last single run's time went, from its
-metrics.json (`laps` and `pictures`: training/callbacks.py's Stopwatch, training/pictures.py) and the
+metrics.json (`laps` and `pictures`: training/callbacks.py's Stopwatch, training/figure_callbacks.py) and the
 process's own start and end.
 """
 

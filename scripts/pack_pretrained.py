@@ -3,6 +3,7 @@ checkpoint as weights only (emnist_lightning/models/pretrained_weights/<split>.c
 with evaluate.py, and write the registry (names, sha256, model cards) and docs/pretrained.md from it.
 
     EMNIST_DATA_DIR=... .venv/bin/python scripts/pack_pretrained.py [outputs/pretrained] [splits...]
+    .venv/bin/python scripts/pack_pretrained.py --doc-only    # docs/pretrained.md again from the registry
 
 Figures come from the runs' metrics.json and from evaluating the packed files; nothing is typed in.
 """
@@ -80,61 +81,50 @@ def interval(card: dict[str, Any], key: str) -> str:
     return f"{percent(card[key])} [{percent(low)}, {percent(high)}]"
 
 
-def card_rows(name: str, card: dict[str, Any]) -> list[str]:
-    fit = f"{card['epochs']} epochs, {card['fit_seconds'] / 60:.1f} min of fit"
-    calibration = f"{card['test_ece']:.4f} → {card['test_ece_calibrated']:.4f} ({card['temperature']:.3f})"
-    rows = {
-        "split, classes": f"{card['split']}, {card['classes']}",
-        "recipe": f"`python train.py {card['recipe']}` ({fit})",
-        "trained on": card["data"],
-        "machine": card["machine"],
-        "validation acc (macro)": f"{percent(card['val_acc'])} ({percent(card['val_macro_acc'])})",
-        "**test acc** (stand-in, packed file)": interval(card, "test_acc"),
-        "**test macro acc** (stand-in, packed file)": interval(card, "test_macro_acc"),
-        "test acc (macro) of the run's own checkpoint": (
-            f"{percent(card['run_test_acc'])} ({percent(card['run_test_macro_acc'])})"
-        ),
-        "calibration: test ECE before → after temperature (T)": calibration,
-        "size": f"{card['params']:,} parameters, {card['bytes'] / 1e6:.2f} MB (float16 weights)",
-        "code": f"commit `{(card['git_commit'] or 'unknown')[:10]}`" + (" with changes" if card["git_dirty"] else ""),
-    }
-    return [f"### `{PREFIX}{name}`", "", "| | |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows.items()), ""]
-
-
-def summary_row(name: str, card: dict[str, Any]) -> str:
-    recipe = card["recipe"].split()[0]
-    accuracy, macro = interval(card, "test_acc"), interval(card, "test_macro_acc")
-    return f"| `{PREFIX}{name}` | `{recipe}` | {accuracy} | {macro} | {card['test_ece_calibrated']:.4f} |"
+def card_row(name: str, card: dict[str, Any]) -> str:
+    """One model's card: its recipe and run, and its packed file's test figures."""
+    calibration = f"{card['test_ece']:.3f} → {card['test_ece_calibrated']:.3f} ({card['temperature']:.2f})"
+    commit = (card["git_commit"] or "unknown")[:10] + ("+" if card["git_dirty"] else "")
+    cells = [
+        f"`{PREFIX}{name}`",
+        f"`{card['recipe']}`, {card['epochs']} epochs, {card['fit_seconds'] / 60:.1f} min; `{commit}`",
+        f"{percent(card['val_acc'])} ({percent(card['val_macro_acc'])})",
+        interval(card, "test_acc"),
+        interval(card, "test_macro_acc"),
+        calibration,
+        f"{card['params']:,}, {card['bytes'] / 1e6:.2f} MB",
+    ]
+    return "| " + " | ".join(cells) + " |"
 
 
 def write_doc(registry: dict[str, dict[str, Any]]) -> None:
+    machines = sorted({entry["card"]["machine"] for entry in registry.values()})
     lines = [
         "# Pretrained models",
         "",
-        "Written by `scripts/pack_pretrained.py` from the runs of `scripts/train_pretrained.sh` and from",
-        "`python evaluate.py ckpt_path=pretrained:<name>` on each packed file; do not edit by hand.",
+        "Written by `scripts/pack_pretrained.py` (`--doc-only`: from the registry alone) from the runs of",
+        "`scripts/train_pretrained.sh` and `python evaluate.py ckpt_path=pretrained:<name>` on each packed file.",
         "",
-        "**Every model here was trained and tested on the stand-in EMNIST files** (smaller than the official",
-        "splits, drawn from the official test pools; see the data README), so its figures are stand-in figures,",
-        "not comparable one-to-one with published results on the official splits. Test intervals are 95%",
-        "(Wilson for accuracy, a bootstrap over test images for macro accuracy).",
+        "**Trained and tested on the stand-in EMNIST files** (smaller than the official splits, drawn from the",
+        "official test pools): stand-in figures. Test intervals are 95% (Wilson; a bootstrap for macro",
+        "accuracy). Each ships in the package as a weights-only checkpoint (float16 weights, normalisation,",
+        "classes, temperature; no code), its sha256 in `emnist_lightning/models/pretrained_weights/registry.json`,",
+        f"checked before every use. Machine: {'; '.join(machines)}; fit times shared its cores with other work.",
         "",
-        "Each ships inside the package as a weights-only checkpoint (float16 weights, the normalisation, the",
-        "class list and the fitted temperature; no code), listed with its sha256 in",
-        "`emnist_lightning/models/pretrained_weights/registry.json`, checked before every use. Fit times were",
-        "taken while other work shared the machine's two cores: they say what the recipe cost, not its speed.",
-        "",
-        "| model | recipe | test acc | test macro acc | ECE after T |",
-        "| --- | --- | --- | --- | --- |",
-        *(summary_row(name, entry["card"]) for name, entry in registry.items()),
+        "| model | recipe (`python train.py ...`), fit, commit | val acc (macro) | test acc | test macro acc "
+        "| test ECE → after T (T) | parameters, file |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *(card_row(name, entry["card"]) for name, entry in registry.items()),
         "",
     ]
-    for name, entry in registry.items():
-        lines += card_rows(name, entry["card"])
     DOC.write_text("\n".join(lines))
 
 
 def main() -> None:
+    if sys.argv[1:] == ["--doc-only"]:
+        write_doc(json.loads(REGISTRY_PATH.read_text()))
+        print(f"wrote {DOC}")
+        return
     out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "outputs" / "pretrained"
     splits = sys.argv[2:] or sorted(path.name for path in out_dir.iterdir() if (path / "metrics.json").is_file())
     registry = json.loads(REGISTRY_PATH.read_text()) if REGISTRY_PATH.is_file() else {}

@@ -86,8 +86,9 @@ def write_gzip_bomb(path: Path, declared_images: int, zeros: int = 0) -> Path:
 
 
 def synthetic_datamodule(data_dir: str | Path, **settings: Any) -> EMNISTDataModule:
-    """The data module on local files: Balanced, no download, no cache and seed 0 unless `settings` say otherwise."""
-    defaults = {
+    """The data module on local files: conf/data/emnist.yaml's settings, with Balanced, no download, no cache
+    and seed 0 unless `settings` say otherwise."""
+    defaults = configured_settings("data") | {
         "split": "balanced",
         "download": False,
         "seed": 0,
@@ -95,7 +96,7 @@ def synthetic_datamodule(data_dir: str | Path, **settings: Any) -> EMNISTDataMod
         "cache_key_file": None,
         "archive_url": None,
     }
-    return EMNISTDataModule(data_dir, **(defaults | settings))
+    return EMNISTDataModule(**(defaults | {"data_dir": data_dir} | settings))
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from emnist_lightning.errors import ConfigError
 from emnist_lightning.models import EMNISTClassifier
 from emnist_lightning.runs.config import compose
 from emnist_lightning.training.build import build_datamodule
-from tests.conftest import model_arguments, quick_trainer, synthetic_datamodule
+from tests.conftest import configured_settings, model_arguments, quick_trainer, synthetic_datamodule
 
 STRENGTHS = {
     "shift": {"max_shift": 2},
@@ -23,6 +23,11 @@ STRENGTHS = {
     "elastic": {"elastic_alpha": 34.0, "elastic_sigma": 4.0},
     "erasing": {"erase_prob": 1.0, "erase_max_area": 0.3},
 }
+
+
+def augmentation(**strengths: object) -> BatchAugment:
+    """conf/augment/none.yaml's BatchAugment (every strength 0), with `strengths` set."""
+    return BatchAugment(**(configured_settings("augment") | strengths))
 
 
 def characters(count: int = 64, seed: int = 0) -> torch.Tensor:
@@ -35,7 +40,7 @@ def characters(count: int = 64, seed: int = 0) -> torch.Tensor:
 @pytest.mark.parametrize("kind", STRENGTHS)
 def test_keeps_shape_dtype_and_range_and_changes_the_images(kind: str) -> None:
     images = characters()
-    augmented = BatchAugment(**STRENGTHS[kind])(images)
+    augmented = augmentation(**STRENGTHS[kind])(images)
     assert augmented.shape == images.shape and augmented.dtype == images.dtype
     assert augmented.min() >= 0 and augmented.max() <= 1 + 1e-6
     changed = (augmented - images).abs().flatten(1).amax(dim=1) > 1e-3
@@ -43,7 +48,7 @@ def test_keeps_shape_dtype_and_range_and_changes_the_images(kind: str) -> None:
 
 
 def test_all_strengths_zero_is_the_identity() -> None:
-    augment = BatchAugment()
+    augment = augmentation()
     images = characters()
     assert augment.is_identity and torch.equal(augment(images), images)
     # the warp itself is the identity at zero strength, not only skipped
@@ -54,7 +59,7 @@ def test_all_strengths_zero_is_the_identity() -> None:
 def test_a_shift_moves_whole_pixels_within_max_shift() -> None:
     images = characters(32)
     torch.manual_seed(3)
-    shifted = BatchAugment(max_shift=2)(images)
+    shifted = augmentation(max_shift=2)(images)
     candidates = {(dx, dy): torch.roll(images, (dy, dx), (-2, -1)) for dx in range(-2, 3) for dy in range(-2, 3)}
     for index in range(len(images)):
         errors = [(shifted[index] - moved[index]).abs().max().item() for moved in candidates.values()]
@@ -62,7 +67,7 @@ def test_a_shift_moves_whole_pixels_within_max_shift() -> None:
 
 
 def test_repeats_with_a_seed_and_differs_without() -> None:
-    augment = BatchAugment(**STRENGTHS["affine"], **STRENGTHS["elastic"], **STRENGTHS["erasing"])
+    augment = augmentation(**STRENGTHS["affine"], **STRENGTHS["elastic"], **STRENGTHS["erasing"])
     images = characters()
     torch.manual_seed(11)
     first = augment(images)
@@ -75,7 +80,7 @@ def test_repeats_with_a_seed_and_differs_without() -> None:
 @pytest.mark.parametrize("flip", ["hflip", "vflip"])
 def test_flips_are_refused(tmp_path: Path, flip: str) -> None:
     with pytest.raises(ConfigError, match="b is a d"):
-        BatchAugment(**{flip: True})
+        augmentation(**{flip: True})
     cfg = compose("train", ["augment=affine", f"augment.{flip}=true"], tmp_path)
     with pytest.raises(Exception) as raised:
         build_datamodule(cfg)
@@ -87,7 +92,7 @@ def test_flips_are_refused(tmp_path: Path, flip: str) -> None:
 )
 def test_bad_strengths_are_refused(key: str, value: float) -> None:
     with pytest.raises(ConfigError, match=f"augment.{key}"):
-        BatchAugment(**{key: value})
+        augmentation(**{key: value})
 
 
 class BatchRecorder(L.Callback):
@@ -108,7 +113,7 @@ class BatchRecorder(L.Callback):
 
 
 def test_only_training_batches_are_augmented_and_labels_are_kept(tmp_path: Path, synthetic_dir: Path) -> None:
-    augment = BatchAugment(**STRENGTHS["affine"], erase_prob=0.5)
+    augment = augmentation(**STRENGTHS["affine"], erase_prob=0.5)
     datamodule = synthetic_datamodule(synthetic_dir, batch_size=64, augment=augment)
     recorder = BatchRecorder()
     model = EMNISTClassifier(**model_arguments("mlp"), optimizer=functools.partial(torch.optim.Adam, lr=1e-3))

@@ -9,9 +9,11 @@ import lightning as L
 import pytest
 import torch
 
-from benchmarks.throughput import PILImages, limit_batches, naive_loader
+from benchmarks.throughput import PILImages, limit_batches, naive_loader, same_precision_as_ours
 from emnist_lightning.data import EMNISTDataModule
 from emnist_lightning.data.datamodule import InMemoryDataset
+from emnist_lightning.runs.config import compose as compose_config
+from emnist_lightning.runs.host import resolved_precision
 from tests.conftest import run_entry_point, synthetic_datamodule
 
 INDICES = [5, 0, 17, 300, 42, 99, 1, 2]
@@ -90,6 +92,17 @@ def test_benchmark_smoke(synthetic_dir: Path, tmp_path: Path) -> None:
         assert report["ratios"][family]["augmented/ours"] > 0
         assert report["epochs"][family]["train_s"] > 0
     assert "ours / limit" in result.stdout and "augment=affine: time per step" in result.stdout
+    # the bare loop runs in the precision ours resolves to on this CPU, and the report says which
+    assert report["precision"] == str(resolved_precision("auto", "cpu"))
+    assert f"{report['precision']} in every variant" in result.stdout
+
+
+def test_the_bare_loop_computes_in_the_precision_ours_resolves_to(tmp_path: Path) -> None:
+    for precision, dtype in (("bf16-mixed", torch.bfloat16), ("32-true", torch.float32)):
+        cfg = compose_config("train", [f"trainer.precision={precision}"], tmp_path)
+        with same_precision_as_ours(cfg, torch.device("cpu")):
+            product = torch.ones(2, 2) @ torch.ones(2, 2)
+        assert product.dtype == dtype
 
 
 def test_limit_batches_are_full_across_epochs() -> None:

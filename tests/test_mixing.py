@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -12,6 +13,9 @@ from emnist_lightning.errors import ConfigError
 from emnist_lightning.models.distillation import DistilledLoss
 from emnist_lightning.models.losses import CrossEntropy, Targets
 from emnist_lightning.models.mixing import CutMix, Mixup
+from emnist_lightning.runs.config import compose
+from emnist_lightning.training.build import build_model
+from tests.conftest import quick_trainer, synthetic_datamodule
 
 CLASSES = 5
 
@@ -81,3 +85,57 @@ def test_distillation_scores_a_mixed_batch_against_both_labels_and_the_teacher()
     hard = F.cross_entropy(logits, soft_labels(targets), label_smoothing=0.1)
     expected = 0.75 * hard + 0.25 * loss.soft_loss(logits, images)
     assert float(loss(logits, targets, images)) == pytest.approx(float(expected), rel=1e-6)
+
+
+FOCAL_LOSS = '''
+import torch.nn.functional as F
+
+from emnist_lightning.models.losses import CrossEntropy
+
+
+class FocalLoss(CrossEntropy):
+    """Cross-entropy that weighs each image by (1 - p_true)^gamma: hard images count more."""
+
+    def __init__(self, gamma: float, label_smoothing: float, class_balanced: bool) -> None:
+        super().__init__(label_smoothing, class_balanced)
+        self.gamma = gamma
+
+    def __call__(self, logits, targets, images):
+        def focal(labels):
+            per_image = F.cross_entropy(logits, labels, reduction="none")
+            return ((1 - (-per_image).exp()) ** self.gamma * per_image).mean()
+
+        return targets.mean_over(focal)
+'''
+FOCAL_YAML = """
+defaults:
+  - cross_entropy
+_target_: my_losses.FocalLoss
+gamma: 2.0
+"""
+
+
+def test_a_new_loss_is_one_python_file_and_one_yaml(
+    tmp_path: Path, synthetic_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's example: a loss written outside the package, found by Hydra through its search path,
+    trains with mixup and nothing else changed."""
+    (tmp_path / "my_losses.py").write_text(FOCAL_LOSS)
+    (tmp_path / "conf" / "loss").mkdir(parents=True)
+    (tmp_path / "conf" / "loss" / "focal.yaml").write_text(FOCAL_YAML)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = compose(
+        "train",
+        [
+            "loss=focal",
+            "mixing=mixup",
+            "model.hidden_dims=[16,16,16]",
+            f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+        ],
+        tmp_path / "run",
+    )
+    datamodule = synthetic_datamodule(synthetic_dir, batch_size=32)
+    model = build_model(cfg, datamodule)
+    assert type(model.loss).__name__ == "FocalLoss" and model.loss.gamma == 2.0
+    quick_trainer(tmp_path).fit(model, datamodule=datamodule)
+    assert torch.isfinite(torch.tensor(model.trainer.callback_metrics["train/loss"].item()))

@@ -4,6 +4,7 @@ and the download path of a registry entry, served from 127.0.0.1."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -192,3 +193,13 @@ def test_the_drawing_page_serves_the_published_model(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_the_model_cards_are_written_from_the_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/pretrained.md says what the registry holds, so the published figures cannot drift from the files."""
+    spec = importlib.util.spec_from_file_location("pack_pretrained", REPO_ROOT / "scripts" / "pack_pretrained.py")
+    pack = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pack)
+    monkeypatch.setattr(pack, "DOC", tmp_path / "pretrained.md")
+    pack.write_doc(json.loads(REGISTRY_PATH.read_text()))
+    assert (tmp_path / "pretrained.md").read_text() == (REPO_ROOT / "docs" / "pretrained.md").read_text()

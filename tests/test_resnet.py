@@ -11,7 +11,7 @@ from torch import nn
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.models import NETWORKS, EMNISTClassifier, load_classifier
 from emnist_lightning.models.losses import WeightPenalty
-from emnist_lightning.training.pictures import ModelPictures
+from emnist_lightning.training.figure_callbacks import ModelPictures
 from tests.conftest import configured_settings, model_arguments, network_arguments, quick_trainer, synthetic_datamodule
 
 SMALL = {"widths": [8, 16], "blocks_per_stage": 1}

@@ -29,16 +29,17 @@ class BatchAugment(nn.Module):
 
     def __init__(
         self,
-        max_shift: int = 0,
-        degrees: float = 0.0,
-        scale: float = 0.0,
-        shear: float = 0.0,
-        elastic_alpha: float = 0.0,
-        elastic_sigma: float = 4.0,
-        erase_prob: float = 0.0,
-        erase_max_area: float = 0.2,
-        hflip: bool = False,
-        vflip: bool = False,
+        *,
+        max_shift: int,
+        degrees: float,
+        scale: float,
+        shear: float,
+        elastic_alpha: float,
+        elastic_sigma: float,
+        erase_prob: float,
+        erase_max_area: float,
+        hflip: bool,
+        vflip: bool,
     ) -> None:
         super().__init__()
         if hflip or vflip:

@@ -151,17 +151,17 @@ class EMNISTDataModule(L.LightningDataModule):
         cache_dir: str | Path | None,
         cache_key_file: str | Path | None,
         archive_url: str | None,
-        download: bool = True,
-        archive_md5: str | None = None,
-        val_fraction: float = 0.1,
-        batch_size: int = 256,
-        eval_batch_size: int | None = None,
-        pin_memory: bool = False,
-        device_resident: bool | str = "auto",
+        download: bool,
+        archive_md5: str | None,
+        val_fraction: float,
+        batch_size: int,
+        eval_batch_size: int | None,
+        pin_memory: bool,
+        device_resident: bool | str,
         augment: BatchAugment | None = None,
     ) -> None:
-        """The keys of conf/data/emnist.yaml, whose values the defaults here repeat (tests/test_configs.py
-        checks that they agree); `eval_batch_size=None` is the training batch size."""
+        """The keys of conf/data/emnist.yaml, whose values live there only; `eval_batch_size=None` is the
+        training batch size, `augment=None` leaves training batches as they are."""
         super().__init__()
         eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
         if not 0.0 < val_fraction < 1.0:

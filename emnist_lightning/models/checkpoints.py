@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,15 @@ from emnist_lightning.models.classifier import EMNISTClassifier
 REQUIRED_ARGUMENTS = ("network", "split", "classes")
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's content, read without running any code it may carry."""
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """The checkpoint's content, read without running any code it may carry; with `mmap`, its tensors are
+    mapped from the file rather than read, for a look at its other entries."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' does not exist; pass ckpt_path= a .ckpt file written by train.py")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # torch maps only its zip format; anything else is read (and checked) whole
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except pickle.UnpicklingError as err:
         blocked = re.search(r"GLOBAL ([\w.]+)", str(err))
         if blocked is None:

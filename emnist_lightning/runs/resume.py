@@ -84,7 +84,7 @@ def resume_arguments(arguments: list[str]) -> list[str]:
     epochs = override_value(arguments, "trainer.max_epochs")
     if epochs is not None:
         check_epochs(int(epochs), original)
-    read_checkpoint(run_dir / LAST_CHECKPOINT)  # refuses a checkpoint that is not plain data
+    read_checkpoint(run_dir / LAST_CHECKPOINT, mmap=True)  # refuses a checkpoint that is not plain data
     flags = [argument for argument in arguments if argument.startswith("-")]
     quoted = override_text(run_dir)  # a folder whose name holds '=' or ',' is still one value
     given = [override.input_line for override in others]
@@ -201,8 +201,8 @@ def check_epochs(wanted: int, original: DictConfig) -> None:
 
 
 def checkpoint_step(checkpoint: Path) -> int:
-    """The optimizer step a checkpoint was taken at."""
-    return int(read_checkpoint(checkpoint)["global_step"])
+    """The optimizer step a checkpoint was taken at (its tensors are mapped, not read: Lightning reads them)."""
+    return int(read_checkpoint(checkpoint, mmap=True)["global_step"])
 
 
 def requeued() -> bool:

@@ -23,7 +23,7 @@ from emnist_lightning.runs.provenance import provenance
 from emnist_lightning.runs.record import RunRecord, stage_metrics
 from emnist_lightning.training import build
 from emnist_lightning.training.callbacks import PredictionsKeeper
-from emnist_lightning.training.pictures import figure_seconds
+from emnist_lightning.training.figure_callbacks import figure_seconds
 
 log = logging.getLogger(__name__)
 MAX_TEST_TIME_SHIFT = 2

@@ -24,8 +24,8 @@ from emnist_lightning.runs.provenance import provenance
 from emnist_lightning.runs.record import RunRecord, stage_metrics
 from emnist_lightning.training import build
 from emnist_lightning.training.callbacks import Stopwatch, early_stop_reason
+from emnist_lightning.training.figure_callbacks import figure_seconds
 from emnist_lightning.training.hparams import finish_tracker_runs, log_hparams
-from emnist_lightning.training.pictures import figure_seconds
 
 log = logging.getLogger(__name__)
 
