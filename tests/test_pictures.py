@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.tensorboard import SummaryWriter
 
 from emnist_lightning.models.metrics import calibration_error
-from emnist_lightning.pictures import analysis, evaluation_figures, plots
+from emnist_lightning.pictures import evaluation_figures, figure_data, plots
 from emnist_lightning.pictures.sink import FigureSink, tensorboard_images
 from tests.conftest import BALANCED, configured_settings, run_entry_point
 
@@ -47,7 +47,7 @@ def assert_sensible_png(path: Path) -> None:
 def test_samples_per_class_takes_each_class() -> None:
     labels = torch.arange(3).repeat_interleave(5)
     images = labels.view(-1, 1, 1, 1).expand(-1, 1, 28, 28).to(torch.uint8)
-    grid = analysis.samples_per_class(images, labels, per_class=4, num_classes=3)
+    grid = figure_data.samples_per_class(images, labels, per_class=4, num_classes=3)
     assert grid.shape == (3, 4, 28, 28)
     for label in range(3):
         assert (grid[label] == label).all()
@@ -55,20 +55,20 @@ def test_samples_per_class_takes_each_class() -> None:
 
 def test_mean_per_class() -> None:
     images = torch.tensor([0.0, 2.0, 10.0]).view(3, 1, 1, 1).expand(3, 1, 28, 28)
-    means = analysis.mean_per_class(images, torch.tensor([0, 0, 1]), num_classes=2)
+    means = figure_data.mean_per_class(images, torch.tensor([0, 0, 1]), num_classes=2)
     assert means[0].mean() == pytest.approx(1.0) and means[1].mean() == pytest.approx(10.0)
 
 
 def test_most_confused_pairs_are_ordered_by_count() -> None:
     confusion = np.array([[50, 3, 9], [1, 40, 0], [4, 7, 30]])
-    assert analysis.most_confused_pairs(confusion, top=3) == [(0, 2, 9), (2, 1, 7), (2, 0, 4)]
-    assert analysis.most_confused_pairs(np.eye(3, dtype=int), top=5) == []
+    assert figure_data.most_confused_pairs(confusion, top=3) == [(0, 2, 9), (2, 1, 7), (2, 0, 4)]
+    assert figure_data.most_confused_pairs(np.eye(3, dtype=int), top=5) == []
 
 
 def test_per_class_metrics_match_counts() -> None:
     labels = torch.tensor([0, 0, 1, 1])
     probabilities = torch.nn.functional.one_hot(torch.tensor([0, 1, 1, 1]), 2).float()
-    table = analysis.per_class_metrics(probabilities, labels, ["a", "b"])
+    table = figure_data.per_class_metrics(probabilities, labels, ["a", "b"])
     assert table["accuracy"].tolist() == [0.5, 1.0]
     assert table["precision"].tolist() == pytest.approx([1.0, 2 / 3])
     assert table["images"].tolist() == [2, 2]

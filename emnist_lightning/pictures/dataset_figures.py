@@ -7,7 +7,7 @@ from pathlib import Path
 
 from emnist_lightning.atomic import write_atomically
 from emnist_lightning.data import EMNISTDataModule
-from emnist_lightning.pictures import analysis, plots
+from emnist_lightning.pictures import figure_data, plots
 from emnist_lightning.pictures.sink import FigureSink
 
 
@@ -15,11 +15,11 @@ def write_dataset_figures(datamodule: EMNISTDataModule, sink: FigureSink, per_cl
     """class_counts.csv and the three pictures of a set-up data module; returns the files written."""
     train, classes = datamodule.train_set, datamodule.classes
     splits = {"train": train.labels, "val": datamodule.val_set.labels, "test": datamodule.test_set.labels}
-    counts = analysis.class_counts(splits, classes)
+    counts = figure_data.class_counts(splits, classes)
     table = sink.output_dir / "class_counts.csv"
     write_atomically(table, counts.to_csv(index=False))
-    samples = analysis.samples_per_class(train.images, train.labels, per_class, len(classes), seed)
-    means = analysis.mean_per_class(train.images, train.labels, len(classes))
+    samples = figure_data.samples_per_class(train.images, train.labels, per_class, len(classes), seed)
+    means = figure_data.mean_per_class(train.images, train.labels, len(classes))
     return [
         table,
         *sink.publish(

@@ -17,7 +17,7 @@ import torch
 
 from emnist_lightning.atomic import write_atomically
 from emnist_lightning.models.metrics import CALIBRATION_BINS, calibration_error
-from emnist_lightning.pictures import analysis, plots
+from emnist_lightning.pictures import figure_data, plots
 from emnist_lightning.pictures.sink import FigureJob, FigureSink
 
 PREDICTION_GRID_SIZE = 48
@@ -63,7 +63,7 @@ def write_evaluation_figures(
 ) -> list[Path]:
     """Write the CSV tables and figures of a test pass; returns the files written."""
     classes = list(classes)
-    confusion = analysis.confusion_matrix(outputs.predictions, outputs.labels, len(classes))
+    confusion = figure_data.confusion_matrix(outputs.predictions, outputs.labels, len(classes))
     sink.output_dir.mkdir(parents=True, exist_ok=True)
     written = [
         *confusion_files(confusion, classes, sink, settings.hide_diagonal),
@@ -98,7 +98,7 @@ def confusion_files(confusion: np.ndarray, classes: list[str], sink: FigureSink,
 
 
 def per_class_files(outputs: EvaluationOutputs, classes: list[str], sink: FigureSink) -> list[Written]:
-    table = analysis.per_class_metrics(outputs.probabilities, outputs.labels, classes)
+    table = figure_data.per_class_metrics(outputs.probabilities, outputs.labels, classes)
     csv = sink.output_dir / "per_class_metrics.csv"
     write_atomically(csv, table.sort_values("f1").to_csv(index=False, float_format="%.4f"))
     return [csv, sink.job("per_class_metrics.png", "test/per_class", plots.per_class_metrics_figure, table)]
@@ -111,7 +111,7 @@ def confused_pair_files(
     sink: FigureSink,
     settings: EvaluationFigureSettings,
 ) -> list[Written]:
-    pairs = analysis.most_confused_pairs(confusion, settings.top_pairs)
+    pairs = figure_data.most_confused_pairs(confusion, settings.top_pairs)
     rows = [{"true": classes[t], "predicted": classes[p], "count": n} for t, p, n in pairs]
     csv = sink.output_dir / "confused_pairs.csv"
     write_atomically(csv, pd.DataFrame(rows, columns=["true", "predicted", "count"]).to_csv(index=False))

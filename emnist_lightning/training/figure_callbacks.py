@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 
 from emnist_lightning.models.classifier import EvaluationStepOutput
-from emnist_lightning.pictures import analysis, plots
+from emnist_lightning.pictures import figure_data, plots
 from emnist_lightning.pictures.evaluation_figures import (
     EvaluationFigureSettings,
     EvaluationOutputs,
@@ -82,13 +82,13 @@ class DatasetSamples(FigureCallback):
         if datamodule is None or trainer.ckpt_path or not trainer.is_global_zero:
             return
         train = datamodule.train_set
-        samples = analysis.samples_per_class(
+        samples = figure_data.samples_per_class(
             train.images.cpu(), train.labels.cpu(), self.per_class, datamodule.num_classes, self.seed
         )
         sink, classes = self.sink(trainer), list(datamodule.classes)
         jobs = [sink.job("dataset_samples.png", "data/samples", plots.class_samples_figure, samples, classes)]
         if datamodule.augment is not None:
-            views = analysis.augmented_views(samples[:, 0], datamodule.augment, self.augmented_views, self.seed)
+            views = figure_data.augmented_views(samples[:, 0], datamodule.augment, self.augmented_views, self.seed)
             title = "top row: a training image; below: augmented views of it"
             draw = plots.class_samples_figure
             jobs.append(sink.job("augmented_samples.png", "data/augmented_samples", draw, views, classes, title=title))
