@@ -95,7 +95,7 @@ def test_run_logs_to_tensorboard(trained) -> None:
     assert len(scalars["val/acc"]) >= 3
 
 
-def assert_eval_reproduces(checkpoint: Path, recorded: Path, data_dir: Path, run_dir: Path) -> None:
+def assert_eval_reproduces(checkpoint: Path, recorded: Path, data_dir: Path, run_dir: Path, *overrides: str) -> None:
     """evaluate.py on `checkpoint` gives the test accuracy and loss of the metrics.json at `recorded`."""
     result = run_entry_point(
         "evaluate.py",
@@ -103,6 +103,7 @@ def assert_eval_reproduces(checkpoint: Path, recorded: Path, data_dir: Path, run
         f"data.data_dir={data_dir}",
         f"hydra.run.dir={run_dir}",
         "callbacks.progress_bar=null",
+        *overrides,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     evaluated = json.loads((run_dir / "metrics.json").read_text())
@@ -119,6 +120,18 @@ def test_eval_reproduces_test_metrics(trained, synthetic_dir: Path, tmp_path: Pa
     _, run_dir = trained
     assert_eval_reproduces(run_dir / "checkpoints" / "best.ckpt", run_dir / "metrics.json", synthetic_dir, tmp_path)
     assert (tmp_path / "confusion_matrix.png").is_file()
+
+
+def test_a_runs_test_with_test_time_shifts_is_evaluate_pys(synthetic_dir: Path, tmp_path: Path) -> None:
+    """train.py test_time_shift=1 tests on the mean of five views, as evaluate.py test_time_shift=1 does;
+    evaluate.py without shifts gives another loss."""
+    run_dir = tmp_path / "run"
+    result = train(run_dir, synthetic_dir, *TINY["cnn"], "trainer.max_epochs=1", "test_time_shift=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    best, recorded = run_dir / "checkpoints" / "best.ckpt", run_dir / "metrics.json"
+    assert_eval_reproduces(best, recorded, synthetic_dir, tmp_path / "shifted", "test_time_shift=1")
+    with pytest.raises(AssertionError):
+        assert_eval_reproduces(best, recorded, synthetic_dir, tmp_path / "unshifted")
 
 
 def test_same_seed_same_metrics(synthetic_dir: Path, tmp_path: Path) -> None:

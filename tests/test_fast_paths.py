@@ -139,6 +139,27 @@ def test_whole_run_benchmark_smoke(synthetic_dir: Path, tmp_path: Path) -> None:
     assert "where the last single run's" in result.stdout
 
 
+@pytest.mark.slow
+def test_speedrun_benchmark_smoke(synthetic_dir: Path, tmp_path: Path) -> None:
+    """benchmarks/speedrun.py on the synthetic files: both sides train for each seed and the summary is the
+    seeds' own figures."""
+    output = tmp_path / "speedrun.json"
+    tiny = ["trainer.max_epochs=1", "model.channels=[8,16]", "model.head_dims=[32]", "data.batch_size=64"]
+    result = run_entry_point(
+        "benchmarks/speedrun.py",
+        *("--data-dir", str(synthetic_dir), "--seeds", "1", "2", "--target", "0.0", "--json", str(output)),
+        *("--recipe", "experiment=cnn_speedrun", *tiny, "--reference", "model=cnn", *tiny),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    for side in ("recipe", "reference"):
+        assert report[side]["reaches_target"] and 0 < report[side]["test_acc"]["mean"] <= 1
+        low, high = report[side]["fit_seconds"]["interval"]
+        assert low <= report[side]["fit_seconds"]["mean"] <= high
+    assert report["fit_ratio"] > 0
+    assert "time to 0.0% test accuracy" in result.stdout and "fit time recipe / reference" in result.stdout
+
+
 def test_the_gpu_benchmark_reads_time_to_accuracy_from_the_epochs() -> None:
     from benchmarks.gpu import time_to_levels
 

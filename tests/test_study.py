@@ -5,15 +5,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
+from emnist_lightning.data import SPLITS
 from emnist_lightning.overrides import parse_overrides
 from emnist_lightning.runs.config import compose
 from emnist_lightning.runs.resume import planned_jobs
+from emnist_lightning.training.build import build_model
 
 SEEDS = 5
+CNN_EPOCHS = 8  # the CNN study's converged budget (docs/results.md)
 # what each study compares with its family's default (the baseline: cosine schedule, relu, Adam, no
 # batch norm, L1, L2 or dropout for the MLP)
 MLP_STUDY = {
@@ -23,6 +28,13 @@ MLP_STUDY = {
     "batch norm, penalties, dropout": {"batch_norm", "l1", "l2", "l1_l2", "dropout", "batch_norm_dropout"},
     "stronger": {"shift", "affine", "elastic", "erasing", "label_smoothing", "ema", "mixup", "cutmix"},
     "depth and width": {"deeper", "wider"},
+}
+# the CNN's baseline has batch norm and head dropout: the study takes them away, alone and together
+CNN_STUDY = {
+    "schedules": {"constant_lr", "step_lr", "plateau_lr", "onecycle"},  # exponential_lr: the MLP study's extra
+    **{group: MLP_STUDY[group] for group in ("activations", "optimizers", "stronger")},
+    "batch norm, penalties, dropout": {"no_batch_norm", "l1", "l2", "l1_l2", "no_dropout", "no_batch_norm_no_dropout"},
+    "channels and blocks": {"more_channels", "more_blocks"},
 }
 
 
@@ -43,17 +55,37 @@ def seeds_by(jobs: list[dict[str, str]], *keys: str) -> dict[tuple[str, ...], se
     return seeds
 
 
-def test_the_mlp_study_runs_every_technique_5_seeds_at_its_converged_budget(tmp_path: Path) -> None:
-    jobs = jobs_of(tmp_path, "study_mlp")
+@pytest.mark.parametrize(
+    ("sweep", "study", "network", "epochs"),
+    [("study_mlp", MLP_STUDY, "mlp", 10), ("study_cnn", CNN_STUDY, "cnn", CNN_EPOCHS)],
+)
+def test_a_study_runs_every_technique_5_seeds_at_its_converged_budget(
+    tmp_path: Path, sweep: str, study: dict[str, set[str]], network: str, epochs: int
+) -> None:
+    jobs = jobs_of(tmp_path, sweep)
     assert jobs[0]["technique"] == "baseline", "the report compares with the sweep's first configuration"
     seeds = seeds_by(jobs, "technique")
-    for group, techniques in MLP_STUDY.items():
+    for group, techniques in study.items():
         assert techniques <= {technique for (technique,) in seeds}, group
     assert {len(each) for each in seeds.values()} == {SEEDS}
     assert len(set(map(frozenset, seeds.values()))) == 1, "every configuration ran the baseline's seeds"
-    budget = compose("train", ["sweep=study_mlp", "technique=mixup", "seed=3"], tmp_path)
-    assert budget.trainer.max_epochs == 10 and budget.model.network == "mlp"
-    assert budget.mixing._target_.endswith("Mixup")
+    # each job's model, loss and mixing built as train.py builds them, and its network reads a batch: a
+    # technique that does not fit its family fails here, not hours into the study
+    split = SPLITS["balanced"]
+    datamodule = SimpleNamespace(split=split, classes=split.classes)
+    for (technique,) in seeds:
+        job = compose("train", [f"sweep={sweep}", f"technique={technique}", "seed=3"], tmp_path)
+        assert job.trainer.max_epochs == epochs and job.model.network == network, technique
+        model = build_model(job, datamodule)  # type: ignore[arg-type]
+        assert model(torch.zeros(2, 1, 28, 28)).shape == (2, len(split.classes)), technique
+    mixup = compose("train", [f"sweep={sweep}", "technique=mixup"], tmp_path)
+    assert mixup.mixing._target_.endswith("Mixup")
+
+
+def test_the_cnn_studys_techniques_change_the_study_network(tmp_path: Path) -> None:
+    baseline = flat(tmp_path, "sweep=study_cnn")
+    for technique in sorted(CNN_STUDY["batch norm, penalties, dropout"] | CNN_STUDY["channels and blocks"]):
+        assert flat(tmp_path, "sweep=study_cnn", f"technique={technique}") != baseline, f"{technique} changes nothing"
 
 
 def test_the_budget_sweep_compares_the_budget_sensitive_techniques_at_3_or_more_budgets(tmp_path: Path) -> None:
@@ -71,17 +103,22 @@ def flat(tmp_path: Path, *overrides: str) -> dict:
     return OmegaConf.to_container(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]), resolve=True)
 
 
-def test_the_mlp_ladder_goes_from_the_default_to_mlp_best_one_change_at_a_time(tmp_path: Path) -> None:
-    jobs = jobs_of(tmp_path, "ladder_mlp")
+@pytest.mark.parametrize(
+    ("sweep", "default", "preset"), [("ladder_mlp", [], "mlp_best"), ("ladder_cnn", ["model=cnn"], "cnn_best")]
+)
+def test_a_ladder_goes_from_the_default_to_the_best_preset_one_change_at_a_time(
+    tmp_path: Path, sweep: str, default: list[str], preset: str
+) -> None:
+    jobs = jobs_of(tmp_path, sweep)
     steps = list(dict.fromkeys(job["ladder"] for job in jobs))
     assert {len(each) for each in seeds_by(jobs, "ladder").values()} == {SEEDS}
     configs = [flat(tmp_path, f"ladder={step}") for step in steps]
-    assert configs[0] == flat(tmp_path), "the first step is the default configuration"
-    assert configs[-1] == flat(tmp_path, "experiment=mlp_best"), "the last step is the preset"
+    assert configs[0] == flat(tmp_path, *default), "the first step is the family's default configuration"
+    assert configs[-1] == flat(tmp_path, f"experiment={preset}"), "the last step is the preset"
     for before, after, step in zip(configs, configs[1:], steps[1:], strict=False):
         assert before != after, f"{step} changes nothing"
 
 
-@pytest.mark.parametrize("sweep", ["study_mlp", "study_mlp_budgets", "ladder_mlp"])
+@pytest.mark.parametrize("sweep", ["study_mlp", "study_mlp_budgets", "ladder_mlp", "study_cnn", "ladder_cnn"])
 def test_a_study_states_its_cost_per_job(tmp_path: Path, sweep: str) -> None:
     assert compose("train", [f"sweep={sweep}"], tmp_path).study.seconds_per_job > 0

@@ -18,7 +18,7 @@ from emnist_lightning.models.averaging import ExponentialMovingAverage
 from emnist_lightning.models.checkpoints import read_checkpoint
 from emnist_lightning.models.losses import CrossEntropy, balanced_class_weights
 from emnist_lightning.runs.config import compose
-from emnist_lightning.training.evaluation import read_test_time_shift
+from emnist_lightning.training.build import read_test_time_shift
 from tests.conftest import BALANCED, model_arguments, quick_trainer, synthetic_datamodule
 
 
@@ -140,7 +140,8 @@ def test_test_time_augmentation_averages_the_shifted_views() -> None:
 
 
 @pytest.mark.parametrize("shift", [-1, 3, 1.5])
-def test_eval_refuses_test_time_shifts_out_of_range(tmp_path: Path, shift: float) -> None:
-    cfg = compose("evaluate", ["ckpt_path=x.ckpt", f"test_time_shift={shift}"], tmp_path)
+@pytest.mark.parametrize("config", ["evaluate", "train"])
+def test_train_and_eval_refuse_test_time_shifts_out_of_range(tmp_path: Path, shift: float, config: str) -> None:
+    cfg = compose(config, ["ckpt_path=x.ckpt"] * (config == "evaluate") + [f"test_time_shift={shift}"], tmp_path)
     with pytest.raises(ConfigError, match=f"test_time_shift={shift} must be a whole number of pixels"):
         read_test_time_shift(cfg)

@@ -36,6 +36,8 @@ from emnist_lightning.training.callbacks import (
     TemperatureFit,
 )
 
+MAX_TEST_TIME_SHIFT = 2  # pixels: a larger shift moves ink out of EMNIST's blank border
+
 if TYPE_CHECKING:
     from emnist_lightning.search.pruning import TrialReport
 
@@ -45,6 +47,17 @@ log = logging.getLogger(__name__)
 def build_datamodule(cfg: DictConfig, **overrides: Any) -> EMNISTDataModule:
     augment = cfg.get("augment")  # training batches only; evaluate.py composes none
     return instantiate(cfg.data, augment=instantiate(augment) if augment else None, **overrides)
+
+
+def read_test_time_shift(cfg: DictConfig) -> int:
+    """test_time_shift= of train.py and evaluate.py: the whole-pixel shifts whose mean prediction the test uses."""
+    shift = cfg.get("test_time_shift", 0)
+    if not isinstance(shift, int) or not 0 <= shift <= MAX_TEST_TIME_SHIFT:
+        raise ConfigError(
+            f"test_time_shift={shift} must be a whole number of pixels from 0 (off) to {MAX_TEST_TIME_SHIFT}: "
+            "larger shifts move ink out of EMNIST's blank border"
+        )
+    return shift
 
 
 def build_model(cfg: DictConfig, datamodule: EMNISTDataModule) -> EMNISTClassifier:

@@ -26,7 +26,6 @@ from emnist_lightning.training.callbacks import PredictionsKeeper
 from emnist_lightning.training.figure_callbacks import figure_seconds
 
 log = logging.getLogger(__name__)
-MAX_TEST_TIME_SHIFT = 2
 
 
 def evaluate(cfg: DictConfig, context: RunContext) -> RunRecord:
@@ -51,7 +50,7 @@ def evaluate_checkpoint(
     predictions.keep_logits = keep_logits
     callbacks = [predictions, *extra_callbacks]
     model = load_classifier(ckpt_path)
-    model.test_time_shift = read_test_time_shift(cfg)
+    model.test_time_shift = build.read_test_time_shift(cfg)
     trainer = build.build_trainer(cfg, callbacks)
     # ckpt_path also restores the training run's normalisation stats into the data module.
     # data.split null (conf/data/model_split.yaml): the checkpoint's own split
@@ -128,13 +127,3 @@ def member_summary(record: RunRecord) -> dict[str, Any]:
         "temperature",
     )
     return {key: getattr(record, key) for key in keys}
-
-
-def read_test_time_shift(cfg: DictConfig) -> int:
-    shift = cfg.get("test_time_shift", 0)
-    if not isinstance(shift, int) or not 0 <= shift <= MAX_TEST_TIME_SHIFT:
-        raise ConfigError(
-            f"test_time_shift={shift} must be a whole number of pixels from 0 (off) to {MAX_TEST_TIME_SHIFT}: "
-            "larger shifts move ink out of EMNIST's blank border"
-        )
-    return shift

@@ -74,6 +74,7 @@ def train(cfg: DictConfig, context: RunContext) -> RunRecord:
             store_temperature(Path(best), model.temperature)
         trainer.strategy.barrier()  # every rank's test below reads the checkpoint the main one wrote
     stopwatch.lap("validate best")
+    model.test_time_shift = build.read_test_time_shift(cfg)
     metrics |= stage_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True), "test")
     stopwatch.lap("test best")
     fitted["seconds"]["test"] = callbacks.timer.seconds["test"]
