@@ -188,8 +188,16 @@ def test_bad_checkpoint_is_one_clear_line(synthetic_dir: Path, tmp_path: Path) -
         (["+optimizer.foreach=true"], ["optimizer: `fused` and `foreach` cannot be `True` together", "optimizer.*"]),
         (["model=cnn", "model.channels=[8,8,8,8,8,8]"], ["do not fit a 28x28 input", "fewer pooling layers"]),
         (["trainer.max_epochs=0"], ["trainer.max_epochs=0 trains nothing"]),
+        (["test_time_shift=3"], ["test_time_shift=3 must be a whole number of pixels from 0 (off) to 2"]),
     ],
-    ids=["negative-lr", "unknown-optimizer-key", "fused-and-foreach", "too-many-pools-with-batch-norm", "zero-epochs"],
+    ids=[
+        "negative-lr",
+        "unknown-optimizer-key",
+        "fused-and-foreach",
+        "too-many-pools-with-batch-norm",
+        "zero-epochs",
+        "test-time-shift",
+    ],
 )
 def test_bad_values_are_one_clear_line(synthetic_dir: Path, tmp_path: Path, overrides: list, fragments: list) -> None:
     assert_one_line_error(train(tmp_path / "run", synthetic_dir, *overrides), *fragments)

@@ -37,6 +37,7 @@ def train(cfg: DictConfig, context: RunContext) -> RunRecord:
     resume_from = resume.continued_from(cfg, context)
     check_run_length(cfg.trainer)
     check_process_launch(cfg.trainer, context)
+    test_time_shift = build.read_test_time_shift(cfg)  # read now: a wrong value stops the run before its fit
     L.seed_everything(cfg.seed, workers=True)
     callbacks = build.build_training_callbacks(cfg, context, stopwatch)
     datamodule = build.build_datamodule(cfg)
@@ -74,7 +75,7 @@ def train(cfg: DictConfig, context: RunContext) -> RunRecord:
             store_temperature(Path(best), model.temperature)
         trainer.strategy.barrier()  # every rank's test below reads the checkpoint the main one wrote
     stopwatch.lap("validate best")
-    model.test_time_shift = build.read_test_time_shift(cfg)
+    model.test_time_shift = test_time_shift
     metrics |= stage_metrics(trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True), "test")
     stopwatch.lap("test best")
     fitted["seconds"]["test"] = callbacks.timer.seconds["test"]
