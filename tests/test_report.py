@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +12,7 @@ import yaml
 from emnist_lightning.analysis import report
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.runs.record import RunRecord
-from tests.conftest import run_entry_point
+from tests.conftest import REPO_ROOT, run_entry_point
 
 
 def fake_job(folder: Path, overrides: list[str], val_acc: float) -> None:
@@ -90,3 +91,19 @@ def test_a_budget_sweep_compares_each_technique_with_the_baseline_at_its_own_bud
     assert (tmp_path / "budgets.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ConfigError, match="budget_key=data.split is not a key the sweep varies"):
         report.report(tmp_path, quiet=True, budget_key="data.split")
+
+
+def test_the_steps_table_pairs_each_step_with_its_base_over_seeds(tmp_path: Path) -> None:
+    """scripts/study_table.py --steps: sweeps in folders (scripts/speedrun_steps.sh), each step's validation
+    accuracy against the step it changes, paired by seed."""
+    spec = importlib.util.spec_from_file_location("study_table", REPO_ROOT / "scripts" / "study_table.py")
+    study_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study_table)
+    for seed, noise in zip((1, 2, 3), (0.0, 0.004, -0.002), strict=True):
+        fake_job(tmp_path / "base" / str(seed), [f"seed={seed}"], 0.80 + noise)
+        fake_job(tmp_path / "step" / str(seed), ["model.dropout=0.0", f"seed={seed}"], 0.81 + noise + seed / 1000)
+    table = study_table.steps_table(tmp_path, ["step:base"]).splitlines()
+    assert table[2].startswith("| `base` |") and "| 80.07 |" in table[2]
+    step = table[3]
+    assert step.startswith("| `step` (on `base`) |") and "| 81.27 |" in step
+    assert "+1.20 [+0.95, +1.45]" in step, "the paired differences 1.1, 1.2, 1.3 points: t-interval on 2 df"

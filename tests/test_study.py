@@ -18,7 +18,7 @@ from emnist_lightning.runs.resume import planned_jobs
 from emnist_lightning.training.build import build_model
 
 SEEDS = 5
-CNN_EPOCHS = 8  # the CNN study's converged budget (docs/results.md)
+CNN_EPOCHS = 16  # the CNN study's budget (docs/results.md: 8 epochs are not converged)
 # what each study compares with its family's default (the baseline: cosine schedule, relu, Adam, no
 # batch norm, L1, L2 or dropout for the MLP)
 MLP_STUDY = {
@@ -59,7 +59,7 @@ def seeds_by(jobs: list[dict[str, str]], *keys: str) -> dict[tuple[str, ...], se
     ("sweep", "study", "network", "epochs"),
     [("study_mlp", MLP_STUDY, "mlp", 10), ("study_cnn", CNN_STUDY, "cnn", CNN_EPOCHS)],
 )
-def test_a_study_runs_every_technique_5_seeds_at_its_converged_budget(
+def test_a_study_runs_every_technique_5_seeds_at_its_stated_budget(
     tmp_path: Path, sweep: str, study: dict[str, set[str]], network: str, epochs: int
 ) -> None:
     jobs = jobs_of(tmp_path, sweep)
