@@ -71,9 +71,19 @@ def test_every_group_has_options() -> None:
     assert {"data", "model", "trainer", "logger", "callbacks", *techniques} <= groups
 
 
+def family_of(group: str, option: str) -> list[str]:
+    """A technique that sets model keys only the CNN has (model.channels) is composed onto the CNN; the
+    others onto the default MLP."""
+    if group != "technique":
+        return []
+    model_keys = set((OmegaConf.load(CONF / group / f"{option}.yaml").get("model") or {}).keys())
+    mlp_keys, cnn_keys = (set(OmegaConf.load(CONF / "model" / f"{name}.yaml")) for name in ("mlp", "cnn"))
+    return ["model=cnn"] if model_keys and model_keys <= cnn_keys and not model_keys <= mlp_keys else []
+
+
 @pytest.mark.parametrize(("group", "option"), group_options(), ids=lambda value: str(value))
 def test_option_composes_and_instantiates(tmp_path: Path, group: str, option: str) -> None:
-    cfg = compose_train(tmp_path, f"{group}={option}")
+    cfg = compose_train(tmp_path, f"{group}={option}", *family_of(group, option))
     if group == "trainer" and cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         assert cfg.trainer.precision == "auto"
         return
