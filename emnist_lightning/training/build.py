@@ -51,7 +51,7 @@ def build_datamodule(cfg: DictConfig, **overrides: Any) -> EMNISTDataModule:
 
 def read_test_time_shift(cfg: DictConfig) -> int:
     """test_time_shift= of train.py and evaluate.py: the whole-pixel shifts whose mean prediction the test uses."""
-    shift = cfg.get("test_time_shift", 0)
+    shift = cfg.test_time_shift  # train.yaml and evaluate.yaml both set it: no default here
     if not isinstance(shift, int) or not 0 <= shift <= MAX_TEST_TIME_SHIFT:
         raise ConfigError(
             f"test_time_shift={shift} must be a whole number of pixels from 0 (off) to {MAX_TEST_TIME_SHIFT}: "
