@@ -23,7 +23,9 @@ from omegaconf import OmegaConf
 from emnist_lightning.data import SPLITS, EMNISTDataModule
 from emnist_lightning.data.idx import write_idx
 from emnist_lightning.models import EMNISTClassifier
+from emnist_lightning.overrides import parse_overrides
 from emnist_lightning.runs.config import config_dir
+from emnist_lightning.runs.resume import planned_jobs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BALANCED = SPLITS["balanced"]
@@ -206,3 +208,11 @@ def run_entry_point(
         text=True,
         timeout=900,
     )
+
+
+def sweep_jobs(cfg: Any) -> list[dict[str, str]]:
+    """A composed sweep's jobs as Hydra's basic sweeper expands them, first job first, each as {key: value}."""
+    return [
+        {override.key_or_group: str(override.value()) for override in parse_overrides(overrides)}
+        for overrides in planned_jobs(cfg)
+    ]

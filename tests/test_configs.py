@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
-import itertools
 import pkgutil
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ import lightning as L
 import optuna
 import pytest
 import torch
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -36,7 +34,7 @@ from emnist_lightning.training.build import (
     build_training_callbacks,
 )
 from emnist_lightning.training.callbacks import Stopwatch
-from tests.conftest import configured_settings, quick_trainer
+from tests.conftest import configured_settings, quick_trainer, sweep_jobs
 
 CONF = Path(config_dir())
 SKIPPED_GROUPS = {"hydra"}  # Hydra's own settings, exercised by every run
@@ -150,10 +148,11 @@ def assert_mlp_matches(network: MLP, keys: dict[str, Any]) -> None:
 
 def assert_cnn_matches(network: CNN, keys: dict[str, Any]) -> None:
     convs = [m for m in network.modules() if isinstance(m, nn.Conv2d)]
-    per_block = keys["convs_per_block"]
-    assert [m.out_channels for m in convs] == [width for width in keys["channels"] for _ in range(per_block)]
+    per_block = per_layer(keys["convs_per_block"], len(keys["channels"]), "convs_per_block")
     kernels = per_layer(keys["kernel_size"], len(keys["channels"]), "kernel_size")
-    assert [m.kernel_size[0] for m in convs] == [kernel for kernel in kernels for _ in range(per_block)]
+    blocks = zip(keys["channels"], kernels, per_block, strict=True)
+    layers = [(width, kernel) for width, kernel, count in blocks for _ in range(count)]
+    assert [(m.out_channels, m.kernel_size[0]) for m in convs] == layers
     assert [m.out_features for m in network.head if isinstance(m, nn.Linear)][:-1] == keys["head_dims"]
     assert any(isinstance(m, nn.BatchNorm2d) for m in network.modules()) == keys["batch_norm"]
     assert set(dropout_rates(network, nn.Dropout)) == ({keys["dropout"]} if keys["dropout"] else set())
@@ -186,16 +185,6 @@ def test_regularization_group_never_touches_the_model(tmp_path: Path, penalty: s
 
 
 # --- sweeps: every job differs from the sweep's first job only in the keys it overrides ------------
-
-
-def sweep_jobs(sweep_params: DictConfig) -> list[dict[str, str]]:
-    """The jobs Hydra's basic sweeper runs, as {key: value} overrides, first job first."""
-    parser = OverridesParser.create()
-    values = {}
-    for key, sweep in sweep_params.items():
-        (override,) = parser.parse_overrides([f"{key}={sweep}"])
-        values[key] = list(override.sweep_string_iterator()) if override.is_sweep_override() else [str(sweep)]
-    return [dict(zip(values, combination, strict=True)) for combination in itertools.product(*values.values())]
 
 
 def flat_job_config(cfg: DictConfig) -> dict[str, Any]:
@@ -247,11 +236,12 @@ def owns(override_key: str, config_key: str, value: str = "") -> bool:
 
 @pytest.mark.parametrize("sweep", [option for _, option in group_options("sweep")])
 def test_every_sweep_job_differs_from_the_first_only_as_named(tmp_path: Path, sweep: str) -> None:
-    jobs = sweep_jobs(compose_train(tmp_path, f"sweep={sweep}").hydra.sweeper.params)
+    jobs = sweep_jobs(compose_train(tmp_path, f"sweep={sweep}"))
     assert len(jobs) >= 2
 
     def job_config(job: dict[str, str]) -> dict[str, Any]:
-        return flat_job_config(compose_train(tmp_path, f"sweep={sweep}", *(f"{k}={v}" for k, v in job.items())))
+        overrides = (f"{key}={value}" for key, value in job.items() if key != "sweep")
+        return flat_job_config(compose_train(tmp_path, f"sweep={sweep}", *overrides))
 
     baseline = job_config(jobs[0])
     for job in jobs[1:]:

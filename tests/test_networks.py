@@ -50,6 +50,17 @@ def test_cnn_needs_two_conv_layers() -> None:
         cnn(channels=[8])
 
 
+@pytest.mark.parametrize("per_block", [[1], [0, 2], 0])
+def test_cnn_needs_one_conv_a_block(per_block: int | list[int]) -> None:
+    with pytest.raises(ConfigError, match="convs_per_block"):
+        cnn(channels=[8, 8], convs_per_block=per_block)
+
+
+def test_each_block_may_have_its_own_conv_count() -> None:
+    network = cnn(channels=[4, 8, 16], convs_per_block=[1, 2, 2])
+    assert [m.out_channels for m in network.modules() if isinstance(m, nn.Conv2d)] == [4, 8, 8, 16, 16]
+
+
 def test_cnn_rejects_too_much_pooling() -> None:
     with pytest.raises(ConfigError, match="pooling"):
         cnn(channels=[4, 4, 4, 4, 4, 4])

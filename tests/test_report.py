@@ -38,6 +38,16 @@ def test_a_key_set_in_only_some_jobs_is_varied(tmp_path: Path) -> None:
     assert "model.dropout" in table.columns and "optimizer" not in table.columns
 
 
+def test_a_job_that_leaves_a_varied_key_unset_is_labelled_by_the_keys_it_sets(tmp_path: Path) -> None:
+    fake_job(tmp_path / "0", [], 0.80)
+    fake_job(tmp_path / "1", ["model.dropout=0.2"], 0.81)
+    fake_job(tmp_path / "2", ["model.dropout=0.2", "augment=none"], 0.82)
+    frame, varied, _ = report.collect(tmp_path)
+    labels = {row["job"]: report.configuration_label(row, varied) for _, row in frame.iterrows()}
+    assert labels == {"0": "no overrides", "1": "dropout=0.2", "2": "dropout=0.2, augment=none"}
+    assert report.configuration_label(frame.set_index("job").loc["0"], ["model.dropout"]) == "unset"
+
+
 def test_report_on_a_folder_without_runs_says_what_it_expects(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no finished jobs under .*pass a sweep dir.*folder of runs"):
         report.report(tmp_path, quiet=True)

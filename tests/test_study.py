@@ -12,10 +12,9 @@ import torch
 from omegaconf import OmegaConf
 
 from emnist_lightning.data import SPLITS
-from emnist_lightning.overrides import parse_overrides
 from emnist_lightning.runs.config import compose
-from emnist_lightning.runs.resume import planned_jobs
 from emnist_lightning.training.build import build_model
+from tests.conftest import sweep_jobs
 
 SEEDS = 5
 CNN_EPOCHS = 16  # the CNN study's budget (docs/results.md: 8 epochs are not converged)
@@ -38,16 +37,6 @@ CNN_STUDY = {
 }
 
 
-def jobs_of(tmp_path: Path, sweep: str) -> list[dict[str, str]]:
-    """The sweep's jobs as Hydra's basic sweeper expands them, each as {key: value}."""
-    cfg = compose("train", [f"sweep={sweep}"], tmp_path)
-    jobs = []
-    for overrides in planned_jobs(cfg):
-        parsed = parse_overrides(overrides)
-        jobs.append({override.key_or_group: str(override.value()) for override in parsed})
-    return jobs
-
-
 def seeds_by(jobs: list[dict[str, str]], *keys: str) -> dict[tuple[str, ...], set[str]]:
     seeds = defaultdict(set)
     for job in jobs:
@@ -62,7 +51,7 @@ def seeds_by(jobs: list[dict[str, str]], *keys: str) -> dict[tuple[str, ...], se
 def test_a_study_runs_every_technique_5_seeds_at_its_stated_budget(
     tmp_path: Path, sweep: str, study: dict[str, set[str]], network: str, epochs: int
 ) -> None:
-    jobs = jobs_of(tmp_path, sweep)
+    jobs = sweep_jobs(compose("train", [f"sweep={sweep}"], tmp_path))
     assert jobs[0]["technique"] == "baseline", "the report compares with the sweep's first configuration"
     seeds = seeds_by(jobs, "technique")
     for group, techniques in study.items():
@@ -89,7 +78,7 @@ def test_the_cnn_studys_techniques_change_the_study_network(tmp_path: Path) -> N
 
 
 def test_the_budget_sweep_compares_the_budget_sensitive_techniques_at_3_or_more_budgets(tmp_path: Path) -> None:
-    jobs = jobs_of(tmp_path, "study_mlp_budgets")
+    jobs = sweep_jobs(compose("train", ["sweep=study_mlp_budgets"], tmp_path))
     seeds = seeds_by(jobs, "trainer.max_epochs", "technique")
     budgets = {budget for budget, _ in seeds}
     assert len(budgets) >= 3
@@ -109,7 +98,7 @@ def flat(tmp_path: Path, *overrides: str) -> dict:
 def test_a_ladder_goes_from_the_default_to_the_best_preset_one_change_at_a_time(
     tmp_path: Path, sweep: str, default: list[str], preset: str
 ) -> None:
-    jobs = jobs_of(tmp_path, sweep)
+    jobs = sweep_jobs(compose("train", [f"sweep={sweep}"], tmp_path))
     steps = list(dict.fromkeys(job["ladder"] for job in jobs))
     assert {len(each) for each in seeds_by(jobs, "ladder").values()} == {SEEDS}
     configs = [flat(tmp_path, f"ladder={step}") for step in steps]

@@ -138,9 +138,11 @@ def configuration_label(row: pd.Series, varied: list[str]) -> str:
         return f"trial {row['trial']}"
     if not varied:  # single runs with the same overrides: their folders tell them apart
         return str(row["job"])
+    # a job that leaves a varied key unset runs with the configured value: say so rather than "nan"
+    set_keys = [key for key in varied if not pd.isna(row[key])] if varied else []
     if len(varied) == 1:
-        return str(row[varied[0]])
-    return ", ".join(f"{key.split('.')[-1]}={row[key]}" for key in varied)
+        return str(row[varied[0]]) if set_keys else "unset"
+    return ", ".join(f"{key.split('.')[-1]}={row[key]}" for key in set_keys) or "no overrides"
 
 
 def table_columns(varied: list[str]) -> list[str]:

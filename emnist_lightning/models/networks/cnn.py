@@ -25,7 +25,8 @@ MIN_CONV_LAYERS = 2
 @register_network("cnn")
 class CNN(nn.Module, NetworkParts):
     """Conv blocks [(Conv -> (BatchNorm) -> activation) x convs_per_block -> (pool) -> (Dropout2d)],
-    then an MLP head. Two convs of 3x3 per block see as far as one 5x5 with fewer weights (VGG).
+    then an MLP head. Two convs of 3x3 per block see as far as one 5x5 with fewer weights (VGG); a list
+    gives each block its own count (one conv at 28x28 costs a quarter of one at 14x14 with twice the channels).
 
     channels_last runs the convolutions in NHWC layout, which oneDNN CPU kernels and tensor cores prefer.
     """
@@ -34,7 +35,7 @@ class CNN(nn.Module, NetworkParts):
         self,
         *,
         channels: Sequence[int],
-        convs_per_block: int,
+        convs_per_block: int | Sequence[int],
         kernel_size: int | Sequence[int],
         pooling: str | Sequence[str],
         head_dims: Sequence[int],
@@ -47,21 +48,22 @@ class CNN(nn.Module, NetworkParts):
     ) -> None:
         super().__init__()
         channels = list(channels)
-        if convs_per_block < 1 or len(channels) * convs_per_block < MIN_CONV_LAYERS:
+        convs = per_layer(convs_per_block, len(channels), "model.convs_per_block")
+        if min(convs, default=0) < 1 or sum(convs) < MIN_CONV_LAYERS:
             raise ConfigError(
                 f"model.channels={channels} with model.convs_per_block={convs_per_block} makes "
-                f"{len(channels) * convs_per_block} conv layers; the CNN family needs at least "
-                f"{MIN_CONV_LAYERS}, e.g. channels=[32,64] convs_per_block=1"
+                f"{sum(convs)} conv layers; the CNN family needs at least {MIN_CONV_LAYERS} and every "
+                "block one, e.g. channels=[32,64] convs_per_block=1"
             )
         kernels = per_layer(kernel_size, len(channels), "model.kernel_size")
         pools = per_layer(pooling, len(channels), "model.pooling")
         check_dropout([conv_dropout, dropout], "model.dropout / model.conv_dropout")
         blocks: list[nn.Module] = []
         in_channels = IMAGE_SHAPE[0]
-        for out_channels, kernel, pool in zip(channels, kernels, pools, strict=True):
+        for out_channels, block_convs, kernel, pool in zip(channels, convs, kernels, pools, strict=True):
             if pool not in POOLING:
                 raise ConfigError(f"model.pooling '{pool}' is unknown; choose one of: {', '.join(POOLING)}")
-            for _ in range(convs_per_block):
+            for _ in range(block_convs):
                 blocks.append(nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2, bias=not batch_norm))
                 if batch_norm:
                     blocks.append(nn.BatchNorm2d(out_channels))
