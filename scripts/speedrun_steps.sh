@@ -19,4 +19,6 @@ run c3_batch128 model.conv_dropout=0.0 model.dropout=0.0 augment=none data.batch
 run c4_2_epochs model.conv_dropout=0.0 model.dropout=0.0 augment=none trainer.max_epochs=2
 run c5_one_first_conv model.conv_dropout=0.0 model.dropout=0.0 augment=none "model.convs_per_block=[1,2,2]"
 run c6_4_epochs model.conv_dropout=0.0 model.dropout=0.0 augment=none "model.convs_per_block=[1,2,2]" trainer.max_epochs=4
+run c7_16_first_channels model.conv_dropout=0.0 model.dropout=0.0 augment=none "model.convs_per_block=[1,2,2]" \
+    trainer.max_epochs=4 "model.channels=[16,64,128]"
 $py -m emnist_lightning.cli.report "sweep_dir=$out" quiet=true

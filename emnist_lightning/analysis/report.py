@@ -139,7 +139,7 @@ def configuration_label(row: pd.Series, varied: list[str]) -> str:
     if not varied:  # single runs with the same overrides: their folders tell them apart
         return str(row["job"])
     # a job that leaves a varied key unset runs with the configured value: say so rather than "nan"
-    set_keys = [key for key in varied if not pd.isna(row[key])] if varied else []
+    set_keys = [key for key in varied if not pd.isna(row[key])]  # values are numbers or strings
     if len(varied) == 1:
         return str(row[varied[0]]) if set_keys else "unset"
     return ", ".join(f"{key.split('.')[-1]}={row[key]}" for key in set_keys) or "no overrides"
