@@ -144,7 +144,7 @@ def test_speedrun_benchmark_smoke(synthetic_dir: Path, tmp_path: Path) -> None:
     """benchmarks/speedrun.py on the synthetic files: both sides train for each seed and the summary is the
     seeds' own figures."""
     output = tmp_path / "speedrun.json"
-    tiny = ["trainer.max_epochs=1", "model.channels=[8,16]", "model.head_dims=[32]", "data.batch_size=64"]
+    tiny = ["trainer.max_epochs=1", "model.channels=[8,8,16]", "model.head_dims=[32]", "data.batch_size=64"]
     result = run_entry_point(
         "benchmarks/speedrun.py",
         *("--data-dir", str(synthetic_dir), "--seeds", "1", "2", "--target", "0.0", "--json", str(output)),
