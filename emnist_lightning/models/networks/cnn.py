@@ -26,7 +26,7 @@ MIN_CONV_LAYERS = 2
 class CNN(nn.Module, NetworkParts):
     """Conv blocks [(Conv -> (BatchNorm) -> activation) x convs_per_block -> (pool) -> (Dropout2d)],
     then an MLP head. Two convs of 3x3 per block see as far as one 5x5 with fewer weights (VGG); a list
-    gives each block its own count (one conv at 28x28 costs a quarter of one at 14x14 with twice the channels).
+    gives each block its own count (a conv at 28x28 moves four times the activations of one at 14x14).
 
     channels_last runs the convolutions in NHWC layout, which oneDNN CPU kernels and tensor cores prefer.
     """
