@@ -7,8 +7,10 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
 # test processes (pytest-xdist): one per core; WORKERS=0 runs the suite in this process
 WORKERS ?= auto
+# the model family `make study` runs the study of: mlp or cnn
+FAMILY ?= mlp
 
-.PHONY: install install-dev train evaluate test test-fast lint format tensorboard benchmark clean
+.PHONY: install install-dev train evaluate study test test-fast lint format tensorboard benchmark clean
 
 ## what training, evaluating, predicting and reporting need (no trackers, export or test tools)
 install: $(VENV)/.installed
@@ -33,6 +35,10 @@ train: install
 ## evaluate a checkpoint: make evaluate ARGS="ckpt_path=outputs/.../checkpoints/best.ckpt"
 evaluate: install
 	$(PY) evaluate.py $(ARGS)
+
+## a family's whole study, each sweep then its report (hours; run it again to resume): make study FAMILY=cnn
+study: install
+	PYTHON=$(PY) scripts/study.sh $(FAMILY)
 
 ## the whole test suite (what CI runs)
 test: install-dev

@@ -3,6 +3,7 @@ study is about, 5 seeds or more of each, paired over the same seeds, at the stat
 
 from __future__ import annotations
 
+import subprocess
 from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,7 +15,7 @@ from omegaconf import OmegaConf
 from emnist_lightning.data import SPLITS
 from emnist_lightning.runs.config import compose
 from emnist_lightning.training.build import build_model
-from tests.conftest import sweep_jobs
+from tests.conftest import REPO_ROOT, sweep_jobs
 
 SEEDS = 5
 CNN_EPOCHS = 16  # the CNN study's budget (docs/results.md: within 0.3 points of 32, where 8 are not)
@@ -111,3 +112,32 @@ def test_a_ladder_goes_from_the_default_to_the_best_preset_one_change_at_a_time(
 @pytest.mark.parametrize("sweep", ["study_mlp", "study_mlp_budgets", "ladder_mlp", "study_cnn", "ladder_cnn"])
 def test_a_study_states_its_cost_per_job(tmp_path: Path, sweep: str) -> None:
     assert compose("train", [f"sweep={sweep}"], tmp_path).study.seconds_per_job > 0
+
+
+@pytest.mark.parametrize(
+    ("family", "sweeps"),
+    [("mlp", ["study_mlp", "study_mlp_budgets", "ladder_mlp"]), ("cnn", ["study_cnn", "ladder_cnn"])],
+)
+def test_the_study_script_runs_each_of_its_familys_sweeps_then_its_report(family: str, sweeps: list[str]) -> None:
+    # PYTHON=echo prints each command instead of running it
+    printed = run_study_script(family).stdout.splitlines()
+    runs = [line.split() for line in printed if " train.py " in f" {line} "]
+    assert [run[2] for run in runs] == [f"sweep={sweep}" for sweep in sweeps]
+    reports = [line for line in printed if "emnist_lightning.cli.report" in line]
+    assert len(reports) == len(sweeps), "every sweep is followed by its report"
+
+
+def test_the_study_script_refuses_a_family_it_has_no_study_for() -> None:
+    finished = run_study_script("resnet", check=False)
+    assert finished.returncode == 2
+    assert "pass mlp or cnn" in finished.stderr and finished.stdout == ""
+
+
+def run_study_script(family: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "study.sh"), family],
+        env={"PATH": "/usr/bin:/bin", "PYTHON": "echo"},
+        capture_output=True,
+        text=True,
+        check=check,
+    )
