@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,6 +19,7 @@ from emnist_lightning.errors import ConfigError
 from emnist_lightning.inference.models import write_classes
 from emnist_lightning.runs import task
 from emnist_lightning.runs.context import RunContext
+from emnist_lightning.runs.provenance import git_state
 from emnist_lightning.runs.record import METRICS_FILE, RunRecord, stage_metrics
 from emnist_lightning.training.build import AtomicCheckpointIO
 
@@ -132,3 +134,16 @@ def test_a_durable_write_syncs_its_folder_after_the_rename(tmp_path: Path, monke
     RunRecord.of_run(RunContext(tmp_path), "completed").write(tmp_path)
     assert synced[-1] == str(tmp_path)  # after the file itself, its folder: the rename is on disk
     assert any(name.endswith(".partial") for name in synced[:-1])
+
+
+def test_a_process_records_the_commit_it_loaded_not_one_made_while_it_runs(tmp_path: Path) -> None:
+    def commit(message: str) -> str:
+        git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+        subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", message], check=True)
+        return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    loaded = commit("the code a sweep starts with")
+    assert git_state(tmp_path) == {"git_commit": loaded, "git_dirty": False}
+    assert commit("committed while the sweep runs") != loaded
+    assert git_state(tmp_path)["git_commit"] == loaded

@@ -3,6 +3,7 @@ a report can say when the runs it compares differ in more than their configs."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import platform
 import subprocess
@@ -22,9 +23,11 @@ LIBRARIES = ("torch", "lightning", "torchmetrics", "hydra-core", "numpy")
 COMPARED_KEYS = ("git_commit", "git_dirty", "versions", "data_files")
 
 
+@functools.cache  # once a process: a long sweep's jobs run the code it loaded, however the checkout moves on
 def git_state(folder: Path = PACKAGE_DIR.parent) -> dict[str, Any]:
-    """The commit of the checkout the package runs from, and whether its tracked files were changed; empty
-    for an installed wheel or where git is missing."""
+    """The commit of the checkout the package runs from, and whether its tracked files were changed, as
+    first asked in this process (entry points ask at their start); empty for an installed wheel or where
+    git is missing."""
     if not (folder / ".git").exists():
         return {}
     try:

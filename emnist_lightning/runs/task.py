@@ -23,6 +23,7 @@ from emnist_lightning.runs.config import config_dir, is_multirun
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.host import configure_host, freeze_long_lived_objects
 from emnist_lightning.runs.ownership import check_not_in_use, is_main_process, run_folder_lock
+from emnist_lightning.runs.provenance import git_state
 from emnist_lightning.runs.record import METRICS_FILE, TRAINED_STATUSES, RunRecord
 from emnist_lightning.runs.resume import LAST_CHECKPOINT, finished_earlier, requeued, sweep_progress
 from emnist_lightning.runs.signals import INTERRUPT_EXIT_CODES
@@ -38,6 +39,7 @@ def run_entry_point(
     """Run `task` as a Hydra app of conf/<config_name>.yaml on this process's command line, which
     `prepare_arguments` may rewrite first (as resume= does); a user error there is one line too."""
     arguments = sys.argv[1:]
+    git_state()  # the code this process loaded: what every job it runs records, whatever is committed later
     with user_errors_end_the_process():
         prepared = prepare_arguments(arguments) if prepare_arguments else arguments
         if not any(argument.startswith("resume=") for argument in arguments):  # a resumed run is checked there
