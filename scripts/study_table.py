@@ -140,6 +140,8 @@ def main() -> None:
     parser.add_argument("--ladder", metavar="KEY", help="each value of KEY (a ladder's steps) against the one before")
     parser.add_argument("--steps", nargs="+", metavar="STEP:BASE", help="sweeps in folders, each against its base")
     args = parser.parse_args()
+    if not args.steps and not (args.sweep_dir / "results.csv").is_file():
+        parser.exit(2, f"study_table.py: {args.sweep_dir} holds no report; run emnist-report {args.sweep_dir} first\n")
     if args.steps:
         print(steps_table(args.sweep_dir, args.steps))
     elif args.ladder:
