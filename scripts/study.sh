@@ -2,7 +2,7 @@
 # A family's study (docs/results.md): every technique against the family's baseline, 5 seeds each; for the
 # MLP also the techniques whose verdict depends on the budget, at four budgets; then the ladder from the
 # default to the best preset; each sweep followed by its report. The MLP's takes about 1.5 h on a 2-core
-# CPU, the CNN's about 8.5 h (4 + 4.5). Run it in the background and again after an interruption: each
+# CPU, the CNN's about 9 h (5 + 4). Run it in the background and again after an interruption: each
 # sweep skips its finished jobs and continues a stopped one.
 #   EMNIST_DATA_DIR=... nohup scripts/study.sh cnn > outputs/study/study_cnn.log 2>&1 &
 set -euo pipefail
