@@ -5,6 +5,8 @@
 # CPU, the CNN's about 9 h (5 + 4). Run it in the background and again after an interruption: each
 # sweep skips its finished jobs and continues a stopped one.
 #   EMNIST_DATA_DIR=... nohup scripts/study.sh cnn > outputs/study/study_cnn.log 2>&1 &
+# STUDY_RECORDS=docs/study: each sweep first restores the jobs kept there (<sweep folder>.jsonl) and, once
+# done, keeps its own (scripts/study_records.py), so a study continues on a machine that lacks its outputs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 family=${1:-}
@@ -15,8 +17,16 @@ fi
 out=${STUDY_DIR:-outputs/study}
 py=${PYTHON:-.venv/bin/python}
 
+records=${STUDY_RECORDS:-}
+
 sweep_and_report() {  # sweep config, folder under $out, extra report options
+    if [[ -n $records && -f $records/$2.jsonl ]]; then
+        $py scripts/study_records.py restore "$records/$2.jsonl" "$out/$2"
+    fi
     $py train.py -m "sweep=$1" "hydra.sweep.dir=$out/$2"
+    if [[ -n $records ]]; then
+        $py scripts/study_records.py keep "$out/$2" "$records/$2.jsonl"
+    fi
     $py -m emnist_lightning.cli.report "sweep_dir=$out/$2" quiet=true "${@:3}"
 }
 

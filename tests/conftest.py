@@ -5,12 +5,14 @@ from __future__ import annotations
 import copy
 import functools
 import gzip
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import lightning as L
@@ -208,6 +210,14 @@ def run_entry_point(
         text=True,
         timeout=900,
     )
+
+
+def script_module(name: str) -> ModuleType:
+    """One of scripts/*.py, imported as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def sweep_jobs(cfg: Any) -> list[dict[str, str]]:

@@ -4,7 +4,6 @@ and the download path of a registry entry, served from 127.0.0.1."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -25,7 +24,7 @@ from emnist_lightning.data import SPLITS
 from emnist_lightning.errors import CheckpointError, ConfigError
 from emnist_lightning.inference.models import load_pixel_classifier
 from emnist_lightning.models.pretrained import REGISTRY_PATH, read_registry, resolve_models
-from tests.conftest import REPO_ROOT, run_entry_point
+from tests.conftest import REPO_ROOT, run_entry_point, script_module
 
 PUBLISHED = read_registry()
 CARD_KEYS = {"split", "recipe", "data", "test_acc", "test_acc_ci", "test_macro_acc", "test_macro_acc_ci", "params"}
@@ -197,9 +196,7 @@ def test_the_drawing_page_serves_the_published_model(tmp_path: Path) -> None:
 
 def test_the_model_cards_are_written_from_the_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """docs/pretrained.md says what the registry holds, so the published figures cannot drift from the files."""
-    spec = importlib.util.spec_from_file_location("pack_pretrained", REPO_ROOT / "scripts" / "pack_pretrained.py")
-    pack = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pack)
+    pack = script_module("pack_pretrained")
     monkeypatch.setattr(pack, "DOC", tmp_path / "pretrained.md")
     pack.write_doc(json.loads(REGISTRY_PATH.read_text()))
     assert (tmp_path / "pretrained.md").read_text() == (REPO_ROOT / "docs" / "pretrained.md").read_text()

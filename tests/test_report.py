@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +11,7 @@ import yaml
 from emnist_lightning.analysis import report
 from emnist_lightning.errors import ConfigError
 from emnist_lightning.runs.record import RunRecord
-from tests.conftest import REPO_ROOT, run_entry_point
+from tests.conftest import run_entry_point, script_module
 
 
 def fake_job(folder: Path, overrides: list[str], val_acc: float) -> None:
@@ -106,9 +105,7 @@ def test_a_budget_sweep_compares_each_technique_with_the_baseline_at_its_own_bud
 def test_the_steps_table_pairs_each_step_with_its_base_over_seeds(tmp_path: Path) -> None:
     """scripts/study_table.py --steps: sweeps in folders (scripts/speedrun_steps.sh), each step's validation
     accuracy against the step it changes, paired by seed."""
-    spec = importlib.util.spec_from_file_location("study_table", REPO_ROOT / "scripts" / "study_table.py")
-    study_table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study_table)
+    study_table = script_module("study_table")
     for seed, noise in zip((1, 2, 3), (0.0, 0.004, -0.002), strict=True):
         fake_job(tmp_path / "base" / str(seed), [f"seed={seed}"], 0.80 + noise)
         fake_job(tmp_path / "step" / str(seed), ["model.dropout=0.0", f"seed={seed}"], 0.81 + noise + seed / 1000)

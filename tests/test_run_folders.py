@@ -11,7 +11,7 @@ import pytest
 from filelock import FileLock
 
 from emnist_lightning.runs.ownership import LOCK_FILE
-from tests.conftest import run_entry_point
+from tests.conftest import run_entry_point, script_module
 
 pytestmark = pytest.mark.slow
 
@@ -94,3 +94,19 @@ def test_a_sweep_launched_again_skips_finished_jobs_continues_stopped_ones_and_r
         synthetic_dir, "-m", f"hydra.sweep.dir={tmp_path}", "optimizer=sgd,adam", "overwrite=true", "optimizer.lr=-1"
     )
     assert replaced.returncode == 1 and "all 2 jobs of the sweep" in replaced.stderr
+
+
+def test_a_sweep_continues_in_a_folder_restored_from_its_kept_records(synthetic_dir: Path, tmp_path: Path) -> None:
+    """A study stopped on one machine goes on on another from the records the repository keeps."""
+    first, restored, records = tmp_path / "first", tmp_path / "restored", tmp_path / "records.jsonl"
+    assert train(synthetic_dir, "-m", f"hydra.sweep.dir={first}", "optimizer=sgd,adam").returncode == 0
+    (first / "1" / "metrics.json").unlink()  # job 1 had not finished when the records were kept
+    study_records = script_module("study_records")
+    study_records.keep(first, records)
+    assert study_records.restore(records, restored) == 1
+    kept = json.loads((restored / "0" / "metrics.json").read_text())
+    again = train(synthetic_dir, "-m", f"hydra.sweep.dir={restored}", "optimizer=sgd,adam")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "sweep: 2 jobs, 1 finished earlier (skipped), 1 to run" in again.stdout + again.stderr
+    assert json.loads((restored / "0" / "metrics.json").read_text()) == kept, "a kept job ran again"
+    assert json.loads((restored / "1" / "metrics.json").read_text())["status"] == "completed"

@@ -1,5 +1,6 @@
 """The study's sweeps (conf/sweep/study_*.yaml, ladder_*.yaml) hold what they promise: every configuration the
-study is about, 5 seeds or more of each, paired over the same seeds, at the stated budget."""
+study is about, 5 seeds or more of each, paired over the same seeds, at the stated budget; and their finished
+jobs, kept in the repository (scripts/study_records.py), come back as jobs of the sweep."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import yaml
 from omegaconf import OmegaConf
 
+from emnist_lightning.analysis.report import collect
 from emnist_lightning.data import SPLITS
 from emnist_lightning.runs.config import compose
+from emnist_lightning.runs.record import RunRecord
 from emnist_lightning.training.build import build_model
-from tests.conftest import REPO_ROOT, sweep_jobs
+from tests.conftest import REPO_ROOT, script_module, sweep_jobs
 
+STUDY_RECORDS = script_module("study_records")
 SEEDS = 5
 CNN_EPOCHS = 16  # the CNN study's budget (docs/results.md: within 0.3 points of 32, where 8 are not)
 # what each study compares with its family's default (the baseline: cosine schedule, relu, Adam, no
@@ -109,6 +114,13 @@ def test_a_ladder_goes_from_the_default_to_the_best_preset_one_change_at_a_time(
         assert before != after, f"{step} changes nothing"
 
 
+@pytest.mark.parametrize("sweep", ["study_cnn", "ladder_cnn"])
+def test_a_study_that_spans_machines_computes_in_one_precision_on_all(tmp_path: Path, sweep: str) -> None:
+    for job in sweep_jobs(compose("train", [f"sweep={sweep}"], tmp_path))[::7]:
+        composed = compose("train", [f"sweep={sweep}", *(f"{key}={value}" for key, value in job.items())], tmp_path)
+        assert composed.trainer.precision == "32-true", job
+
+
 @pytest.mark.parametrize("sweep", ["study_mlp", "study_mlp_budgets", "ladder_mlp", "study_cnn", "ladder_cnn"])
 def test_a_study_states_its_cost_per_job(tmp_path: Path, sweep: str) -> None:
     assert compose("train", [f"sweep={sweep}"], tmp_path).study.seconds_per_job > 0
@@ -127,17 +139,96 @@ def test_the_study_script_runs_each_of_its_familys_sweeps_then_its_report(family
     assert len(reports) == len(sweeps), "every sweep is followed by its report"
 
 
+def test_the_study_script_restores_and_keeps_each_sweeps_records_where_asked(tmp_path: Path) -> None:
+    (tmp_path / "cnn.jsonl").write_text("")  # the study's records, kept by an earlier stretch; none of the ladder's
+    printed = run_study_script("cnn", records=tmp_path).stdout.splitlines()
+    steps = [" ".join(line.split()[:3]) for line in printed]
+    assert steps[:4] == [
+        "scripts/study_records.py restore " + str(tmp_path / "cnn.jsonl"),
+        "train.py -m sweep=study_cnn",
+        "scripts/study_records.py keep outputs/study/cnn",
+        "-m emnist_lightning.cli.report sweep_dir=outputs/study/cnn",
+    ]
+    assert steps[4:] == [
+        "train.py -m sweep=ladder_cnn",
+        "scripts/study_records.py keep outputs/study/ladder_cnn",
+        "-m emnist_lightning.cli.report sweep_dir=outputs/study/ladder_cnn",
+    ], "no records of the ladder yet: nothing to restore"
+
+
 def test_the_study_script_refuses_a_family_it_has_no_study_for() -> None:
     finished = run_study_script("resnet", check=False)
     assert finished.returncode == 2
     assert "pass mlp or cnn" in finished.stderr and finished.stdout == ""
 
 
-def run_study_script(family: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_study_script(family: str, check: bool = True, records: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", str(REPO_ROOT / "scripts" / "study.sh"), family],
-        env={"PATH": "/usr/bin:/bin", "PYTHON": "echo"},
+        env={"PATH": "/usr/bin:/bin", "PYTHON": "echo", **({"STUDY_RECORDS": str(records)} if records else {})},
         capture_output=True,
         text=True,
         check=check,
     )
+
+
+def recorded_job(folder: Path, overrides: list[str], status: str = "completed", val_acc: float = 0.8) -> None:
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    figures = {"val_acc": val_acc, "val_macro_acc": val_acc - 0.02, "test_acc": val_acc, "test_macro_acc": val_acc}
+    RunRecord(status, overrides=overrides, history={"val/acc": [val_acc - 0.1, val_acc]}, **figures).write(folder)
+
+
+def test_kept_records_come_back_as_jobs_the_report_reads_as_the_sweeps_own(tmp_path: Path) -> None:
+    sweep, records = tmp_path / "sweep", tmp_path / "records" / "study.jsonl"
+    recorded_job(sweep / "0", ["technique=baseline", "seed=1"])
+    recorded_job(sweep / "1", ["technique=baseline", "seed=2"], val_acc=0.82)
+    recorded_job(sweep / "2", ["technique=ema", "seed=1"], status="interrupted")
+    (sweep / "3" / ".hydra").mkdir(parents=True)  # running: no record yet
+    assert STUDY_RECORDS.keep(sweep, records) == 2
+    assert STUDY_RECORDS.keep(sweep, records) == 0, "a job kept once is not added again"
+    restored = tmp_path / "restored"
+    assert STUDY_RECORDS.restore(records, restored) == 2
+    assert sorted(path.name for path in restored.iterdir()) == ["0", "1"]
+    original, _, _ = collect(sweep)
+    again, _, _ = collect(restored)
+    columns = ["job", "technique", "seed", "status", "val_acc", "test_acc", "test_macro_acc", "history"]
+    assert again[columns].equals(original[original.status == "completed"][columns].reset_index(drop=True))
+
+
+def test_records_are_never_replaced_nor_mixed_with_another_sweeps(tmp_path: Path) -> None:
+    sweep, records = tmp_path / "sweep", tmp_path / "study.jsonl"
+    recorded_job(sweep / "0", ["technique=baseline", "seed=1"])
+    STUDY_RECORDS.keep(sweep, records)
+    kept = records.read_bytes()
+    other = tmp_path / "other"
+    recorded_job(other / "0", ["technique=ema", "seed=1"])
+    with pytest.raises(STUDY_RECORDS.RecordsError, match="holds job 0 of another sweep"):
+        STUDY_RECORDS.keep(other, records)
+    assert records.read_bytes() == kept
+    before = (other / "0" / "metrics.json").read_bytes()
+    assert STUDY_RECORDS.restore(records, other) == 0, "a job folder that exists is left as it is"
+    assert (other / "0" / "metrics.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("command", "contents", "message"),
+    [
+        ("restore", None, "no such records file"),
+        ("restore", '{"job": "0", "overrides": ["seed=1"], "metrics": {"status": "failed"}}', "line 1: not a"),
+        ("restore", '{"job": "../x", "overrides": [], "metrics": {"status": "completed"}}', "line 1: not a"),
+        ("restore", "not json", "line 1: not a completed job's record"),
+        ("keep", None, "no such sweep folder"),
+    ],
+)
+def test_a_records_file_or_folder_that_cannot_be_used_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, contents: str | None, message: str
+) -> None:
+    records = tmp_path / "study.jsonl"
+    if contents is not None:
+        records.write_text(contents + "\n")
+    arguments = [records, tmp_path / "sweep"] if command == "restore" else [tmp_path / "missing", records]
+    assert STUDY_RECORDS.main([command, *map(str, arguments)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("study_records.py: ") and message in error and "\n" not in error
+    assert not (tmp_path / "sweep").exists()

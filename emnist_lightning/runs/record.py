@@ -91,10 +91,19 @@ class RunRecord:
         if rank_zero_only.rank != 0:
             return path
         directory.mkdir(parents=True, exist_ok=True)
-        values = {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
         with replaced_atomically(path, durable=True) as file:  # a full disk: the previous record stays
-            file.write((json.dumps(values, indent=2, default=str) + "\n").encode())
+            file.write((json.dumps(self.values(), indent=2, default=str) + "\n").encode())
         return path
+
+    def values(self) -> dict[str, Any]:
+        """What metrics.json holds: every field that has a value."""
+        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> RunRecord:
+        """A record from metrics.json's content; keys this version does not know are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
 
     @classmethod
     def read(cls, directory: Path) -> RunRecord | None:
@@ -109,8 +118,7 @@ class RunRecord:
                 raise ValueError("no status")
         except (OSError, ValueError) as err:  # JSONDecodeError is a ValueError
             return cls("broken", error=f"{path} is unreadable ({err}); the job's record was lost: run it again")
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in known})
+        return cls.from_values(values)
 
 
 def stage_metrics(results: list[dict[str, float]], stage: str) -> dict[str, float]:
