@@ -23,10 +23,12 @@ sweep_and_report() {  # sweep config, folder under $out, extra report options
     if [[ -n $records && -f $records/$2.jsonl ]]; then
         $py scripts/study_records.py restore "$records/$2.jsonl" "$out/$2"
     fi
-    $py train.py -m "sweep=$1" "hydra.sweep.dir=$out/$2"
-    if [[ -n $records ]]; then
+    local status=0
+    $py train.py -m "sweep=$1" "hydra.sweep.dir=$out/$2" || status=$?
+    if [[ -n $records ]]; then  # what finished is kept, also when the sweep was stopped
         $py scripts/study_records.py keep "$out/$2" "$records/$2.jsonl"
     fi
+    if ((status != 0)); then exit "$status"; fi
     $py -m emnist_lightning.cli.report "sweep_dir=$out/$2" quiet=true "${@:3}"
 }
 

@@ -131,7 +131,6 @@ def test_a_study_states_its_cost_per_job(tmp_path: Path, sweep: str) -> None:
     [("mlp", ["study_mlp", "study_mlp_budgets", "ladder_mlp"]), ("cnn", ["study_cnn", "ladder_cnn"])],
 )
 def test_the_study_script_runs_each_of_its_familys_sweeps_then_its_report(family: str, sweeps: list[str]) -> None:
-    # PYTHON=echo prints each command instead of running it
     printed = run_study_script(family).stdout.splitlines()
     runs = [line.split() for line in printed if " train.py " in f" {line} "]
     assert [run[2] for run in runs] == [f"sweep={sweep}" for sweep in sweeps]
@@ -156,16 +155,31 @@ def test_the_study_script_restores_and_keeps_each_sweeps_records_where_asked(tmp
     ], "no records of the ladder yet: nothing to restore"
 
 
+def test_a_stopped_sweep_keeps_what_finished_and_ends_the_study_with_its_status(tmp_path: Path) -> None:
+    python = tmp_path / "python"  # prints each command; train.py stops as an interrupted sweep does
+    python.write_text('#!/bin/sh\necho "$@"\ncase "$1" in train.py) exit 3;; esac\n')
+    python.chmod(0o755)
+    finished = run_study_script("cnn", check=False, records=tmp_path, python=str(python))
+    assert finished.returncode == 3
+    assert [line.split()[0:2] for line in finished.stdout.splitlines()] == [
+        ["train.py", "-m"],
+        ["scripts/study_records.py", "keep"],
+    ], "kept, then no report and no further sweep"
+
+
 def test_the_study_script_refuses_a_family_it_has_no_study_for() -> None:
     finished = run_study_script("resnet", check=False)
     assert finished.returncode == 2
     assert "pass mlp or cnn" in finished.stderr and finished.stdout == ""
 
 
-def run_study_script(family: str, check: bool = True, records: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_study_script(
+    family: str, check: bool = True, records: Path | None = None, python: str = "echo"
+) -> subprocess.CompletedProcess[str]:
+    """study.sh with PYTHON=echo: each command printed instead of run."""
     return subprocess.run(
         ["bash", str(REPO_ROOT / "scripts" / "study.sh"), family],
-        env={"PATH": "/usr/bin:/bin", "PYTHON": "echo", **({"STUDY_RECORDS": str(records)} if records else {})},
+        env={"PATH": "/usr/bin:/bin", "PYTHON": python, **({"STUDY_RECORDS": str(records)} if records else {})},
         capture_output=True,
         text=True,
         check=check,
