@@ -16,7 +16,6 @@ if [[ ! -f conf/sweep/study_$family.yaml ]]; then
 fi
 out=${STUDY_DIR:-outputs/study}
 py=${PYTHON:-.venv/bin/python}
-
 records=${STUDY_RECORDS:-}
 
 sweep_and_report() {  # sweep config, folder under $out, extra report options

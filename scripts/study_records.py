@@ -33,13 +33,18 @@ class RecordsError(Exception):
     """A records file or sweep folder that cannot be used as asked; the message says why and what to do."""
 
 
+def is_job_number(name: object) -> bool:
+    """A basic sweep's job folder name: 0, 1, 2, ..."""
+    return isinstance(name, str) and name.isascii() and name.isdigit()
+
+
 def completed_jobs(sweep_dir: Path) -> dict[str, dict[str, Any]]:
     """{job: line} for each job of the sweep folder whose run completed."""
     jobs = {}
     for overrides_file in sorted(sweep_dir.glob("*/.hydra/overrides.yaml")):
         job_dir = overrides_file.parent.parent
         record = RunRecord.read(job_dir)
-        if job_dir.name.isdigit() and record is not None and record.completed:
+        if is_job_number(job_dir.name) and record is not None and record.completed:
             overrides = yaml.safe_load(overrides_file.read_text()) or []
             jobs[job_dir.name] = {"job": job_dir.name, "overrides": overrides, "metrics": record.values()}
     return jobs
@@ -55,7 +60,7 @@ def read_records(path: Path) -> dict[str, dict[str, Any]]:
             line = json.loads(text)
             valid = (
                 isinstance(line, dict)
-                and str(line.get("job", "")).isdigit()
+                and is_job_number(line.get("job"))
                 and isinstance(line.get("overrides"), list)
                 and all(isinstance(override, str) for override in line["overrides"])
                 and isinstance(line.get("metrics"), dict)

@@ -231,6 +231,7 @@ def test_records_are_never_replaced_nor_mixed_with_another_sweeps(tmp_path: Path
         ("restore", None, "no such records file"),
         ("restore", '{"job": "0", "overrides": ["seed=1"], "metrics": {"status": "failed"}}', "line 1: not a"),
         ("restore", '{"job": "../x", "overrides": [], "metrics": {"status": "completed"}}', "line 1: not a"),
+        ("restore", '{"job": 7, "overrides": [], "metrics": {"status": "completed"}}', "line 1: not a"),
         ("restore", "not json", "line 1: not a completed job's record"),
         ("keep", None, "no such sweep folder"),
     ],
