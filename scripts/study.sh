@@ -2,8 +2,9 @@
 # A family's study (docs/results.md): every technique against the family's baseline, 5 seeds each; for the
 # MLP also the techniques whose verdict depends on the budget, at four budgets; then the ladder from the
 # default to the best preset; each sweep followed by its report. The MLP's takes about 1.5 h on a 2-core
-# CPU, the CNN's about 9 h (5 + 4). Run it in the background and again after an interruption: each
-# sweep skips its finished jobs and continues a stopped one.
+# CPU (bf16), the CNN's, in float32, about 8 h then its ladder about 8 more (2-core AVX2 CPU). Run it in
+# the background and again after an interruption: each sweep skips its finished jobs and continues a
+# stopped one.
 #   EMNIST_DATA_DIR=... nohup scripts/study.sh cnn > outputs/study/study_cnn.log 2>&1 &
 # STUDY_RECORDS=docs/study: each sweep first restores the jobs kept there (<sweep folder>.jsonl) and, once
 # done, keeps its own (scripts/study_records.py), so a study continues on a machine that lacks its outputs/.
