@@ -19,6 +19,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -27,6 +28,7 @@ from emnist_lightning.data.idx import write_idx
 from emnist_lightning.models import EMNISTClassifier
 from emnist_lightning.overrides import parse_overrides
 from emnist_lightning.runs.config import config_dir
+from emnist_lightning.runs.record import RunRecord
 from emnist_lightning.runs.resume import planned_jobs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -210,6 +212,14 @@ def run_entry_point(
         text=True,
         timeout=900,
     )
+
+
+def fake_job(folder: Path, overrides: list[str], val_acc: float, status: str = "completed") -> None:
+    """What a sweep job leaves for the report: its overrides and a metrics.json."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    metrics = {"val_acc": val_acc, "val_macro_acc": val_acc - 0.02, "test_acc": val_acc, "test_macro_acc": val_acc}
+    RunRecord(status, overrides=overrides, history={"val/acc": [val_acc - 0.1, val_acc]}, **metrics).write(folder)
 
 
 def script_module(name: str) -> ModuleType:

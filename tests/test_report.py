@@ -6,19 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from emnist_lightning.analysis import report
 from emnist_lightning.errors import ConfigError
-from emnist_lightning.runs.record import RunRecord
-from tests.conftest import run_entry_point, script_module
-
-
-def fake_job(folder: Path, overrides: list[str], val_acc: float) -> None:
-    (folder / ".hydra").mkdir(parents=True)
-    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    metrics = {"val_acc": val_acc, "val_macro_acc": val_acc - 0.02, "test_acc": val_acc, "test_macro_acc": val_acc}
-    RunRecord("completed", overrides=overrides, history={"val/acc": [val_acc - 0.1, val_acc]}, **metrics).write(folder)
+from tests.conftest import fake_job, run_entry_point, script_module
 
 
 def test_report_compares_a_folder_of_single_runs(tmp_path: Path) -> None:

@@ -11,15 +11,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import yaml
 from omegaconf import OmegaConf
 
 from emnist_lightning.analysis.report import collect
 from emnist_lightning.data import SPLITS
 from emnist_lightning.runs.config import compose
-from emnist_lightning.runs.record import RunRecord
 from emnist_lightning.training.build import build_model
-from tests.conftest import REPO_ROOT, script_module, sweep_jobs
+from tests.conftest import REPO_ROOT, fake_job, script_module, sweep_jobs
 
 STUDY_RECORDS = script_module("study_records")
 SEEDS = 5
@@ -186,18 +184,11 @@ def run_study_script(
     )
 
 
-def recorded_job(folder: Path, overrides: list[str], status: str = "completed", val_acc: float = 0.8) -> None:
-    (folder / ".hydra").mkdir(parents=True)
-    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    figures = {"val_acc": val_acc, "val_macro_acc": val_acc - 0.02, "test_acc": val_acc, "test_macro_acc": val_acc}
-    RunRecord(status, overrides=overrides, history={"val/acc": [val_acc - 0.1, val_acc]}, **figures).write(folder)
-
-
 def test_kept_records_come_back_as_jobs_the_report_reads_as_the_sweeps_own(tmp_path: Path) -> None:
     sweep, records = tmp_path / "sweep", tmp_path / "records" / "study.jsonl"
-    recorded_job(sweep / "0", ["technique=baseline", "seed=1"])
-    recorded_job(sweep / "1", ["technique=baseline", "seed=2"], val_acc=0.82)
-    recorded_job(sweep / "2", ["technique=ema", "seed=1"], status="interrupted")
+    fake_job(sweep / "0", ["technique=baseline", "seed=1"], 0.8)
+    fake_job(sweep / "1", ["technique=baseline", "seed=2"], 0.82)
+    fake_job(sweep / "2", ["technique=ema", "seed=1"], 0.8, status="interrupted")
     (sweep / "3" / ".hydra").mkdir(parents=True)  # running: no record yet
     assert STUDY_RECORDS.keep(sweep, records) == 2
     assert STUDY_RECORDS.keep(sweep, records) == 0, "a job kept once is not added again"
@@ -212,11 +203,11 @@ def test_kept_records_come_back_as_jobs_the_report_reads_as_the_sweeps_own(tmp_p
 
 def test_records_are_never_replaced_nor_mixed_with_another_sweeps(tmp_path: Path) -> None:
     sweep, records = tmp_path / "sweep", tmp_path / "study.jsonl"
-    recorded_job(sweep / "0", ["technique=baseline", "seed=1"])
+    fake_job(sweep / "0", ["technique=baseline", "seed=1"], 0.8)
     STUDY_RECORDS.keep(sweep, records)
     kept = records.read_bytes()
     other = tmp_path / "other"
-    recorded_job(other / "0", ["technique=ema", "seed=1"])
+    fake_job(other / "0", ["technique=ema", "seed=1"], 0.8)
     with pytest.raises(STUDY_RECORDS.RecordsError, match="holds job 0 of another sweep"):
         STUDY_RECORDS.keep(other, records)
     assert records.read_bytes() == kept
