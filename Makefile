@@ -42,7 +42,7 @@ study: install
 
 ## the whole test suite (what CI runs)
 test: install-dev
-	$(PY) -m pytest -n $(WORKERS) $(ARGS)
+	$(PY) -m pytest -n $(WORKERS) --durations=15 $(ARGS)
 
 ## the suite without end-to-end subprocess runs
 test-fast: install-dev

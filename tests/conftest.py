@@ -40,6 +40,17 @@ if OWN_CACHE_DIR:
     os.environ.setdefault("EMNIST_CACHE_KEY_FILE", str(Path(OWN_CACHE_DIR) / "key" / "cache.key"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker and the runs it starts compute on its share of the cores: with a worker
+    per core, each worker's runs on every core would oversubscribe the CPU (OMP_NUM_THREADS is what a
+    subprocess's torch starts with)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if OWN_CACHE_DIR:
         shutil.rmtree(OWN_CACHE_DIR, ignore_errors=True)
