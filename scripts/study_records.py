@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from emnist_lightning.atomic import replaced_atomically
-from emnist_lightning.runs.record import RunRecord
+from emnist_lightning.runs.record import OVERRIDES_FILE, RunRecord, recorded_overrides
 
 
 class RecordsError(Exception):
@@ -41,11 +41,11 @@ def is_job_number(name: object) -> bool:
 def completed_jobs(sweep_dir: Path) -> dict[str, dict[str, Any]]:
     """{job: line} for each job of the sweep folder whose run completed."""
     jobs = {}
-    for overrides_file in sorted(sweep_dir.glob("*/.hydra/overrides.yaml")):
-        job_dir = overrides_file.parent.parent
+    for overrides_file in sorted(sweep_dir.glob(f"*/{OVERRIDES_FILE}")):
+        job_dir = overrides_file.parents[1]
         record = RunRecord.read(job_dir)
         if is_job_number(job_dir.name) and record is not None and record.completed:
-            overrides = yaml.safe_load(overrides_file.read_text()) or []
+            overrides = recorded_overrides(job_dir)
             jobs[job_dir.name] = {"job": job_dir.name, "overrides": overrides, "metrics": record.values()}
     return jobs
 
@@ -106,8 +106,8 @@ def restore(records: Path, sweep_dir: Path) -> int:
         job_dir = sweep_dir / job
         if job_dir.exists():
             continue
-        (job_dir / ".hydra").mkdir(parents=True)
-        (job_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(line["overrides"]))
+        (job_dir / OVERRIDES_FILE).parent.mkdir(parents=True)
+        (job_dir / OVERRIDES_FILE).write_text(yaml.safe_dump(line["overrides"]))
         RunRecord.from_values(line["metrics"]).write(job_dir)
         written += 1
     return written

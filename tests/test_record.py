@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import BinaryIO
@@ -20,7 +21,8 @@ from emnist_lightning.inference.models import write_classes
 from emnist_lightning.runs import task
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.provenance import git_state
-from emnist_lightning.runs.record import METRICS_FILE, RunRecord, stage_metrics
+from emnist_lightning.runs.record import METRICS_FILE, OVERRIDES_FILE, RunRecord, recorded_overrides, stage_metrics
+from emnist_lightning.runs.resume import sweep_progress
 from emnist_lightning.training.build import AtomicCheckpointIO
 
 
@@ -40,6 +42,43 @@ def test_reading_tolerates_unknown_keys_and_missing_files(tmp_path: Path) -> Non
     (tmp_path / METRICS_FILE).write_text(json.dumps({"status": "failed", "error": "boom", "from_the_future": 1}))
     record = RunRecord.read(tmp_path)
     assert record.status == "failed" and record.error == "boom" and not record.completed
+
+
+def write_overrides(job_dir: Path, text: str) -> None:
+    (job_dir / OVERRIDES_FILE).parent.mkdir(parents=True)
+    (job_dir / OVERRIDES_FILE).write_text(text)
+
+
+def test_recorded_overrides_are_a_list_of_strings_or_one_clear_error(tmp_path: Path) -> None:
+    write_overrides(tmp_path / "good", "- optimizer=adam\n- seed=2\n")
+    assert recorded_overrides(tmp_path / "good") == ["optimizer=adam", "seed=2"]
+    write_overrides(tmp_path / "empty", "")
+    assert recorded_overrides(tmp_path / "empty") == []
+    for name, text, problem in (
+        ("bad-yaml", "- [unclosed\n", "is unreadable (ParserError)"),
+        ("mapping", "optimizer: adam\n", "is not a list of overrides"),
+        ("numbers", "- 1\n", "is not a list of overrides"),
+    ):
+        write_overrides(tmp_path / name, text)
+        with pytest.raises(ConfigError, match=re.escape(f"{name}/.hydra/overrides.yaml {problem}")):
+            recorded_overrides(tmp_path / name)
+    with pytest.raises(ConfigError, match=re.escape("absent/.hydra/overrides.yaml is unreadable (FileNotFoundError)")):
+        recorded_overrides(tmp_path / "absent")
+
+
+def test_a_sweep_folder_with_a_damaged_job_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Launching a sweep again reads its earlier jobs' overrides: a damaged file is named, with the fix."""
+    config = OmegaConf.create(
+        {"hydra": {"sweep": {"dir": str(tmp_path)}, "sweeper": {"params": {"seed": "1,2"}}, "overrides": {"task": []}}}
+    )
+    write_overrides(tmp_path / "0", "- seed=1\n")
+    assert sweep_progress(config, check_earlier=True).planned == 2
+    write_overrides(tmp_path / "1", "seed: [2\n")
+    with pytest.raises(ConfigError) as refused:
+        sweep_progress(config, check_earlier=True)
+    message = str(refused.value)
+    assert "1/.hydra/overrides.yaml is unreadable" in message and "overwrite=true" in message
+    assert "\n" not in message
 
 
 def test_stage_metrics_become_record_fields() -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from hydra.core.override_parser.types import Override
 from rich.console import Console
 from rich.table import Table
@@ -32,7 +31,7 @@ from emnist_lightning.errors import ConfigError, UserError
 from emnist_lightning.overrides import parse_overrides
 from emnist_lightning.pictures import plots
 from emnist_lightning.runs.provenance import differences
-from emnist_lightning.runs.record import TRAINED_STATUSES, RunRecord
+from emnist_lightning.runs.record import OVERRIDES_FILE, TRAINED_STATUSES, RunRecord, recorded_overrides
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ METRIC_COLUMNS = [
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
     """Every folder below `sweep_dir` that Hydra started a job in."""
-    return sorted((p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml")), key=job_sort_key)
+    return sorted((p.parent.parent for p in sweep_dir.rglob(str(OVERRIDES_FILE))), key=job_sort_key)
 
 
 def job_sort_key(path: Path) -> tuple[int, str]:
@@ -63,10 +62,9 @@ def job_sort_key(path: Path) -> tuple[int, str]:
 def read_overrides(job_dir: Path) -> dict[str, Any]:
     """{'optimizer': 'adam', 'model.dropout': 0.2, ...} from the job's command-line overrides; a search
     trial's number as 'trial' (where it reported to is the same for all trials)."""
-    entries = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
     overrides = {
         override.key_or_group: table_value(override)
-        for override in parse_overrides(entries)
+        for override in parse_overrides(recorded_overrides(job_dir))
         if not override.is_delete()
     }
     trial = overrides.pop("search.trial", None)
@@ -93,7 +91,7 @@ def read_job(job_dir: Path) -> dict[str, Any] | None:
         row["error"] = record.error or ""
         row["history"] = list(record.history.get("val/acc", []))
         row["job_dir"], row["provenance"], row["split"] = job_dir, record.provenance, record.split
-    except (OSError, ValueError, TypeError, AttributeError, KeyError, yaml.YAMLError, UserError) as err:
+    except (OSError, ValueError, TypeError, AttributeError, KeyError, UserError) as err:
         log.warning("job %s is broken: %s", job_dir, err)
         reason = str(err).splitlines()[0] if str(err) else ""
         row = {

@@ -1,7 +1,7 @@
-"""What a run leaves for programs to compare: metrics.json (`RunRecord`).
+"""What a run leaves for programs to compare: metrics.json (`RunRecord`) and the overrides Hydra recorded.
 
-RunRecord is the one writer and reader of metrics.json; train, eval, the sweep report and the
-benchmark all go through it.
+RunRecord is the one writer and reader of metrics.json, `recorded_overrides` the one reader of
+.hydra/overrides.yaml; train, eval, resume, the sweep report and the benchmark all go through them.
 """
 
 from __future__ import annotations
@@ -12,14 +12,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from emnist_lightning.atomic import replaced_atomically
+from emnist_lightning.errors import ConfigError
 from emnist_lightning.runs.context import RunContext
 
 METRICS_FILE = "metrics.json"
+OVERRIDES_FILE = Path(".hydra", "overrides.yaml")
 # Statuses of runs that trained: a pruned search trial has validation results, though no test
 TRAINED_STATUSES = ("completed", "pruned")
+
+
+def recorded_overrides(run_dir: Path) -> list[str]:
+    """The command-line overrides Hydra recorded for a run or a sweep job (.hydra/overrides.yaml); a file
+    that cannot be read, or holds anything but a list of strings, is a ConfigError that names it."""
+    path = run_dir / OVERRIDES_FILE
+    try:
+        recorded = yaml.safe_load(path.read_text()) or []
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path} is unreadable ({type(err).__name__})") from err
+    if not isinstance(recorded, list) or not all(isinstance(line, str) for line in recorded):
+        raise ConfigError(f"{path} is not a list of overrides")
+    return recorded
 
 
 @dataclass

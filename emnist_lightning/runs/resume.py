@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from emnist_lightning.errors import ConfigError
@@ -34,7 +33,7 @@ from emnist_lightning.overrides import override_text, override_value, parse_over
 from emnist_lightning.runs.config import compose, is_multirun
 from emnist_lightning.runs.context import RunContext
 from emnist_lightning.runs.ownership import check_not_in_use
-from emnist_lightning.runs.record import RunRecord
+from emnist_lightning.runs.record import OVERRIDES_FILE, RunRecord, recorded_overrides
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ def resume_arguments(arguments: list[str]) -> list[str]:
         raise ConfigError(f"resume={run_dir}: a folder whose name holds '${{' cannot be passed to Hydra; rename it")
     check_not_in_use(run_dir, f"resume={run_dir}")  # first: nothing is read from a folder being written
     check_run_dir(run_dir)
-    recorded = recorded_overrides(run_dir)
+    recorded = checked_overrides(run_dir)
     original = composed_config(run_dir, recorded)
     others = [override for override in parse_overrides(arguments) if override.key_or_group != "resume"]
     for override in others:
@@ -109,14 +108,12 @@ DESTINATIONS = {
 NO_SEARCH = ["search.storage=null", "search.study=null", "search.trial=null"]
 
 
-def recorded_overrides(run_dir: Path) -> list[str]:
+def checked_overrides(run_dir: Path) -> list[str]:
     """The overrides the run was started with, each checked against what this project's command line may say."""
     try:
-        recorded = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"resume={run_dir}: its .hydra/overrides.yaml is unreadable ({type(err).__name__})") from err
-    if not isinstance(recorded, list) or not all(isinstance(line, str) for line in recorded):
-        raise ConfigError(f"resume={run_dir}: its .hydra/overrides.yaml is not a list of overrides; refused")
+        recorded = recorded_overrides(run_dir)
+    except ConfigError as err:
+        raise ConfigError(f"resume={run_dir}: {err}; refused") from err
     for line in recorded:
         reason = why_refused(line)
         if reason is not None:
@@ -290,9 +287,14 @@ def sweep_progress(config: DictConfig, check_earlier: bool) -> SweepProgress:
     folder = Path(config.hydra.sweep.dir)
     jobs = planned_jobs(config)
     finished = []
-    earlier_jobs = folder.glob("*/.hydra/overrides.yaml") if check_earlier else []
-    for job_dir in sorted(path.parent.parent for path in earlier_jobs):
-        earlier = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    earlier_jobs = folder.glob(f"*/{OVERRIDES_FILE}") if check_earlier else []
+    for job_dir in sorted(path.parents[1] for path in earlier_jobs):
+        try:
+            earlier = recorded_overrides(job_dir)
+        except ConfigError as err:
+            raise ConfigError(
+                f"hydra.sweep.dir={folder}: {err}; choose another folder, or add overwrite=true to replace its jobs"
+            ) from err
         number = int(job_dir.name) if job_dir.name.isdigit() else -1
         if not 0 <= number < len(jobs) or job_identity(earlier) != job_identity(jobs[number]):
             ran = " ".join(job_identity(earlier)) or "no overrides"
