@@ -80,9 +80,9 @@ def test_auto_residency_stays_on_the_host_for_a_cpu(synthetic_dir: Path) -> None
 @pytest.mark.slow
 def test_benchmark_smoke(synthetic_dir: Path, tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
-    result = run_entry_point(
-        "benchmarks/throughput.py", "--smoke", "--data-dir", str(synthetic_dir), "--json", str(output), cwd=tmp_path
-    )
+    smoke = ["--smoke", "--data-dir", str(synthetic_dir), "--json", str(output)]
+    # without the test pictures (6 s of each one-epoch run here), which tests/test_pictures.py covers
+    result = run_entry_point("benchmarks/throughput.py", *smoke, "callbacks=no_pictures", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(output.read_text())
     for family in ("mlp", "cnn"):

@@ -26,8 +26,24 @@ def sweep(sweep_dir: Path, data_dir: Path, *overrides: str):
     return result
 
 
-def test_four_job_sweep_reports_four_rows(synthetic_dir: Path, tmp_path: Path) -> None:
-    sweep(tmp_path, synthetic_dir, "optimizer=sgd,adam", "regularization=none,l2", "logger=many")
+def test_four_job_sweep_reports_four_rows_and_frees_each_job_before_the_next(
+    synthetic_dir: Path, tmp_path: Path
+) -> None:
+    """The basic launcher runs jobs one after another in one process: nothing of an earlier job (its model,
+    trainer, data, loggers) may stay alive, e.g. frozen by gc.freeze() before its cycles were collected; and
+    the report has a row for each job. One sweep for both: each costs a process start and four fits."""
+    result = run_entry_point(
+        "tests/sweep_memory.py",
+        "-m",
+        f"data.data_dir={synthetic_dir}",
+        f"hydra.sweep.dir={tmp_path}",
+        *QUICK,
+        "optimizer=sgd,adam",
+        "regularization=none,l2",
+        "logger=many",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"alive_at_start": [0, 0, 0, 0]}
     table = report.report(tmp_path, quiet=True)
     assert len(table) == 4
     assert {"optimizer", "regularization"} <= set(table.columns)
@@ -115,22 +131,6 @@ def test_optuna_preset_searches(synthetic_dir: Path, tmp_path: Path) -> None:
     assert sorted(report.report(sweep_dir, quiet=True)["trial"]) == [0, 1]
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     assert results["study"] == "mlp_search" and results["trials"] == {"complete": 2}
-
-
-def test_an_in_process_sweep_frees_each_job_before_the_next(synthetic_dir: Path, tmp_path: Path) -> None:
-    """The basic launcher runs jobs one after another in one process: nothing of an earlier job (its model,
-    trainer, data) may stay alive, e.g. frozen by gc.freeze() before its cycles were collected."""
-    result = run_entry_point(
-        "tests/sweep_memory.py",
-        "-m",
-        f"data.data_dir={synthetic_dir}",
-        f"hydra.sweep.dir={tmp_path}",
-        *QUICK,
-        "optimizer=sgd,adam",
-        "regularization=none,l2",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"alive_at_start": [0, 0, 0, 0]}
 
 
 def test_a_sweep_chosen_without_dash_m_runs_every_job(synthetic_dir: Path, tmp_path: Path) -> None:
