@@ -14,7 +14,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from emnist_lightning.errors import CheckpointError
+from emnist_lightning.errors import CheckpointError, ConfigError
 from emnist_lightning.models import load_classifier
 from emnist_lightning.overrides import override_text, override_value
 from emnist_lightning.runs.resume import NO_SEARCH, resume_arguments, why_refused
@@ -135,14 +135,18 @@ def test_resume_refuses_changes_that_would_alter_the_run(uninterrupted: Path, tm
     run_dir = tmp_path / "copy"
     shutil.copytree(uninterrupted, run_dir)
     before = (run_dir / "metrics.json").read_text()
+    result = run_entry_point("train.py", f"resume={run_dir}", "optimizer.lr=0.1")
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith("error: ") and "optimizer.lr cannot change" in result.stderr
+    )
+    # the same check, where train.py makes it first, for the other changes
     for change, fragment in (
-        ("optimizer.lr=0.1", "optimizer.lr cannot change"),
         ("trainer.max_epochs=5", "laid out for 3 epochs"),
         ("trainer.max_epochs=2", "fewer than the run's 3"),
     ):
-        result = run_entry_point("train.py", f"resume={run_dir}", change)
-        assert result.returncode == 1, change
-        assert result.stderr.strip().splitlines()[-1].startswith("error: ") and fragment in result.stderr, change
+        with pytest.raises(ConfigError, match=fragment):
+            resume_arguments([f"resume={run_dir}", change])
     assert (run_dir / "metrics.json").read_text() == before
 
 
@@ -265,7 +269,9 @@ def test_a_planted_node_of_any_form_is_refused_and_nothing_runs(
     uninterrupted: Path, tmp_path: Path, where: str, planted: str, fragment: str
 ) -> None:
     """resume= composes the run's config again from conf/ and checked overrides: the saved config must be
-    that composition, and the overrides what a command line of this project says."""
+    that composition, and the overrides what a command line of this project says. Checked where train.py
+    checks it, first of all (`resume_arguments`), in this process: the planted-target test above shows the
+    command's one line and exit status for the same refusal."""
     run_dir, victim, elsewhere = tmp_path / "run", tmp_path / "victim.txt", tmp_path / "elsewhere"
     shutil.copytree(uninterrupted, run_dir)
     planted = planted.replace("METRICS", str(run_dir / "metrics.json")).replace("VICTIM", str(victim))
@@ -281,10 +287,11 @@ def test_a_planted_node_of_any_form_is_refused_and_nothing_runs(
         overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
         (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([*overrides, planted]))
     before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
-    result = run_entry_point("train.py", f"resume={run_dir}")
-    assert result.returncode == 1, result.stderr[-3000:]
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: resume=") and fragment in last and "refused" in last, last
+    with pytest.raises(ConfigError) as refused:
+        resume_arguments([f"resume={run_dir}"])
+    message = str(refused.value)
+    assert message.startswith("resume=") and fragment in message and "refused" in message, message
+    assert "\n" not in message
     assert not victim.exists() and not elsewhere.exists()
     assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before
 
