@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from emnist_lightning.atomic import replaced_atomically
+from emnist_lightning.errors import ConfigError
 from emnist_lightning.runs.record import OVERRIDES_FILE, RunRecord, recorded_overrides
 
 
@@ -128,7 +129,7 @@ def main(arguments: list[str] | None = None) -> int:
             print(f"{args.records}: {keep(args.sweep_dir, args.records)} jobs added from {args.sweep_dir}")
         else:
             print(f"{args.sweep_dir}: {restore(args.records, args.sweep_dir)} jobs restored from {args.records}")
-    except RecordsError as err:
+    except (RecordsError, ConfigError) as err:  # ConfigError: a job's .hydra/overrides.yaml is damaged
         print(f"study_records.py: {err}", file=sys.stderr)
         return 2
     return 0

@@ -238,3 +238,13 @@ def test_a_records_file_or_folder_that_cannot_be_used_is_one_line(
     error = capsys.readouterr().err.strip()
     assert error.startswith("study_records.py: ") and message in error and "\n" not in error
     assert not (tmp_path / "sweep").exists()
+
+
+def test_keeping_a_sweep_with_a_damaged_job_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake_job(tmp_path / "sweep" / "0", ["technique=baseline", "seed=1"], 0.8)
+    (tmp_path / "sweep" / "0" / ".hydra" / "overrides.yaml").write_text("seed: [\n")
+    records = tmp_path / "study.jsonl"
+    assert STUDY_RECORDS.main(["keep", str(tmp_path / "sweep"), str(records)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("study_records.py: ") and "0/.hydra/overrides.yaml is unreadable" in error
+    assert "\n" not in error and not records.exists()
